@@ -1,0 +1,431 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/mailguard/mailguard/store"
+)
+
+// spoolPath is where the bytes of message id live once durable. The fan-out
+// directory comes from a hash so that time-ordered IDs spread evenly.
+func (s *DB) spoolPath(id string) string {
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	return filepath.Join(s.dir, "spool", "msg", fmt.Sprintf("%02x", h.Sum32()&0xff), id)
+}
+
+func validID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') || id[0] == '.' {
+			return false
+		}
+	}
+	return true
+}
+
+// Accept implements store.Store. Order is the design: write to tmp, fsync,
+// rename, fsync the directory and commit the row (both in the group
+// commit). Only then does it return.
+func (s *DB) Accept(ctx context.Context, m *store.Message, r io.Reader) (int64, error) {
+	if !validID(m.ID) {
+		return 0, fmt.Errorf("store: invalid message id %q", m.ID)
+	}
+	tmp := filepath.Join(s.dir, "spool", "tmp", m.ID)
+	final := s.spoolPath(m.ID)
+	n, err := s.spool(tmp, final, r)
+	if err != nil {
+		return n, err
+	}
+	m.Size = n
+	if m.ReceivedAt.IsZero() {
+		m.ReceivedAt = s.now()
+	}
+	m.State = store.Received
+	err = s.write(ctx, []string{filepath.Dir(final)}, func(tx *sql.Tx) error {
+		return insertMessage(tx, m, s.now())
+	})
+	if err != nil {
+		// Not durable as a row: the file would be an orphan. Remove it so
+		// that a retry by the client does not leave evidence behind twice.
+		s.fs.Remove(final)
+		return n, err
+	}
+	return n, nil
+}
+
+func (s *DB) spool(tmp, final string, r io.Reader) (int64, error) {
+	if err := os.MkdirAll(filepath.Dir(final), 0o750); err != nil {
+		return 0, fmt.Errorf("store: spool dir: %w", err)
+	}
+	f, err := s.fs.Create(tmp)
+	if err != nil {
+		return 0, fmt.Errorf("store: spool create: %w", err)
+	}
+	n, err := io.Copy(f, r)
+	if err != nil {
+		f.Close()
+		s.fs.Remove(tmp)
+		// The reader's error (bare LF, too large, timeout) is the caller's
+		// to map to a reply: keep it unwrapped for errors.Is/As.
+		return n, err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		s.fs.Remove(tmp)
+		return n, fmt.Errorf("store: spool fsync: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		s.fs.Remove(tmp)
+		return n, fmt.Errorf("store: spool close: %w", err)
+	}
+	if err := s.fs.Rename(tmp, final); err != nil {
+		s.fs.Remove(tmp)
+		return n, fmt.Errorf("store: spool rename: %w", err)
+	}
+	return n, nil
+}
+
+// AddSpooled stores bytes produced by mailguard itself (a DSN) durably and
+// returns the directory to fsync in the transaction that records the row.
+func (s *DB) addSpooled(id string, b []byte) (string, error) {
+	if !validID(id) {
+		return "", fmt.Errorf("store: invalid message id %q", id)
+	}
+	final := s.spoolPath(id)
+	if _, err := s.spool(filepath.Join(s.dir, "spool", "tmp", id), final, strings.NewReader(string(b))); err != nil {
+		return "", err
+	}
+	return filepath.Dir(final), nil
+}
+
+func insertMessage(tx *sql.Tx, m *store.Message, now time.Time) error {
+	_, err := tx.Exec(`INSERT INTO messages (id, received_at, state, state_at, direction,
+		client_ip, helo, mail_from, rcpts, size, message_id, hdr_from, subject, action,
+		reasons, score, decision, prepend, hold_until)
+		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+		m.ID, us(m.ReceivedAt), string(m.State), us(now), m.Direction, m.ClientIP, m.HELO,
+		m.MailFrom, jsonList(m.Rcpts), m.Size, m.MessageID, m.From, m.Subject, m.Action,
+		jsonList(m.Reasons), m.Score, []byte(m.Decision), m.Prepend, us(m.HoldUntil))
+	if err != nil {
+		return fmt.Errorf("store: insert %s: %w", m.ID, err)
+	}
+	return nil
+}
+
+// Open implements store.Store.
+func (s *DB) Open(ctx context.Context, id string) (io.ReadSeekCloser, error) {
+	if !validID(id) {
+		return nil, store.ErrNotFound
+	}
+	f, err := os.Open(s.spoolPath(id))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("store: spool %s: %w", id, store.ErrNotFound)
+	}
+	return f, err
+}
+
+const msgCols = `id, received_at, state, state_at, direction, client_ip, helo, mail_from,
+	rcpts, size, message_id, hdr_from, subject, action, reasons, score, decision, prepend,
+	hold_until`
+
+func scanMessage(row interface{ Scan(...any) error }) (*store.Message, error) {
+	var m store.Message
+	var recv, stAt, hold int64
+	var st, rcpts, reasons string
+	var decision, prepend []byte
+	err := row.Scan(&m.ID, &recv, &st, &stAt, &m.Direction, &m.ClientIP, &m.HELO, &m.MailFrom,
+		&rcpts, &m.Size, &m.MessageID, &m.From, &m.Subject, &m.Action, &reasons, &m.Score,
+		&decision, &prepend, &hold)
+	if err != nil {
+		return nil, err
+	}
+	m.ReceivedAt, m.StateAt, m.HoldUntil = fromUS(recv), fromUS(stAt), fromUS(hold)
+	m.State = store.State(st)
+	m.Rcpts, m.Reasons = parseList(rcpts), parseList(reasons)
+	if len(decision) > 0 {
+		m.Decision = json.RawMessage(decision)
+	}
+	m.Prepend = prepend
+	return &m, nil
+}
+
+// Get implements store.Store.
+func (s *DB) Get(ctx context.Context, id string) (*store.Message, error) {
+	m, err := scanMessage(s.r.QueryRowContext(ctx, `SELECT `+msgCols+` FROM messages WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: get %s: %w", id, err)
+	}
+	if m.Files, err = s.files(ctx, id); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (s *DB) files(ctx context.Context, id string) ([]store.FileRef, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT sha256, path, name, type, size FROM files WHERE msg_id = ? ORDER BY rowid`, id)
+	if err != nil {
+		return nil, fmt.Errorf("store: files %s: %w", id, err)
+	}
+	defer rows.Close()
+	var out []store.FileRef
+	for rows.Next() {
+		var f store.FileRef
+		if err := rows.Scan(&f.SHA256, &f.Path, &f.Name, &f.Type, &f.Size); err != nil {
+			return nil, err
+		}
+		out = append(out, f)
+	}
+	return out, rows.Err()
+}
+
+// setState moves id from one of from to to; ErrState if it was elsewhere.
+func setState(tx *sql.Tx, id string, from []store.State, to store.State, now time.Time) error {
+	q := `UPDATE messages SET state = ?, state_at = ? WHERE id = ?`
+	args := []any{string(to), us(now), id}
+	if len(from) > 0 {
+		q += ` AND state IN (` + placeholders(len(from)) + `)`
+		for _, f := range from {
+			args = append(args, string(f))
+		}
+	}
+	res, err := tx.Exec(q, args...)
+	if err != nil {
+		return fmt.Errorf("store: state %s → %s: %w", id, to, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		var cur string
+		if err := tx.QueryRow(`SELECT state FROM messages WHERE id = ?`, id).Scan(&cur); errors.Is(err, sql.ErrNoRows) {
+			return store.ErrNotFound
+		}
+		return fmt.Errorf("%w: %s is %s, not %v", store.ErrState, id, cur, from)
+	}
+	return nil
+}
+
+// Decide implements store.Store.
+func (s *DB) Decide(ctx context.Context, id string, from []store.State, d store.Decided) error {
+	return s.write(ctx, nil, func(tx *sql.Tx) error {
+		now := s.now()
+		if err := setState(tx, id, from, d.State, now); err != nil {
+			return err
+		}
+		_, err := tx.Exec(`UPDATE messages SET message_id = ?, hdr_from = ?, subject = ?,
+			action = ?, reasons = ?, score = ?, decision = ?, prepend = ?, hold_until = ?
+			WHERE id = ?`, d.MessageID, d.From, d.Subject, d.Action, jsonList(d.Reasons),
+			d.Score, []byte(d.Decision), d.Prepend, us(d.HoldUntil), id)
+		if err != nil {
+			return fmt.Errorf("store: decide %s: %w", id, err)
+		}
+		if _, err := tx.Exec(`DELETE FROM files WHERE msg_id = ?`, id); err != nil {
+			return err
+		}
+		for _, f := range d.Files {
+			if _, err := tx.Exec(`INSERT INTO files (msg_id, sha256, path, name, type, size)
+				VALUES (?,?,?,?,?,?)`, id, f.SHA256, f.Path, f.Name, f.Type, f.Size); err != nil {
+				return fmt.Errorf("store: files %s: %w", id, err)
+			}
+		}
+		return insertDeliveries(tx, id, d.Deliveries, now)
+	})
+}
+
+// Transition implements store.Store.
+func (s *DB) Transition(ctx context.Context, id string, from []store.State, to store.State, dels []store.Delivery, audit *store.Audit) error {
+	return s.write(ctx, nil, func(tx *sql.Tx) error {
+		now := s.now()
+		if err := setState(tx, id, from, to, now); err != nil {
+			return err
+		}
+		if audit != nil {
+			if err := insertAudit(tx, *audit, now); err != nil {
+				return err
+			}
+		}
+		return insertDeliveries(tx, id, dels, now)
+	})
+}
+
+func insertDeliveries(tx *sql.Tx, id string, dels []store.Delivery, now time.Time) error {
+	for _, d := range dels {
+		next := d.NextAt
+		if next.IsZero() {
+			next = now
+		}
+		_, err := tx.Exec(`INSERT INTO deliveries (msg_id, route, mail_from, rcpts, next_at,
+			created_at, extra) VALUES (?,?,?,?,?,?,?)`,
+			id, d.Route, d.MailFrom, jsonList(d.Rcpts), us(next), us(now), d.Extra)
+		if err != nil {
+			return fmt.Errorf("store: queue %s: %w", id, err)
+		}
+	}
+	return nil
+}
+
+// List implements store.Store.
+func (s *DB) List(ctx context.Context, f store.Filter) ([]*store.Message, error) {
+	var where []string
+	var args []any
+	if len(f.States) > 0 {
+		where = append(where, `state IN (`+placeholders(len(f.States))+`)`)
+		for _, st := range f.States {
+			args = append(args, string(st))
+		}
+	}
+	if !f.Since.IsZero() {
+		where = append(where, `received_at >= ?`)
+		args = append(args, us(f.Since))
+	}
+	if f.Reason != "" {
+		where = append(where, `EXISTS (SELECT 1 FROM json_each(messages.reasons) WHERE value = ?)`)
+		args = append(args, f.Reason)
+	}
+	if f.From != "" {
+		where = append(where, `(instr(lower(mail_from), lower(?)) > 0 OR instr(lower(hdr_from), lower(?)) > 0)`)
+		args = append(args, f.From, f.From)
+	}
+	if f.Rcpt != "" {
+		where = append(where, `EXISTS (SELECT 1 FROM json_each(messages.rcpts) WHERE instr(lower(value), lower(?)) > 0)`)
+		args = append(args, f.Rcpt)
+	}
+	if f.SHA256 != "" {
+		where = append(where, `id IN (SELECT msg_id FROM files WHERE sha256 = ?)`)
+		args = append(args, strings.ToLower(f.SHA256))
+	}
+	if len(f.IDs) > 0 {
+		where = append(where, `id IN (`+placeholders(len(f.IDs))+`)`)
+		for _, id := range f.IDs {
+			args = append(args, id)
+		}
+	}
+	q := `SELECT ` + msgCols + ` FROM messages`
+	if len(where) > 0 {
+		q += ` WHERE ` + strings.Join(where, ` AND `)
+	}
+	q += ` ORDER BY received_at DESC, id DESC`
+	if f.Limit > 0 {
+		q += fmt.Sprintf(` LIMIT %d`, f.Limit)
+	}
+	rows, err := s.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: list: %w", err)
+	}
+	defer rows.Close()
+	var out []*store.Message
+	for rows.Next() {
+		m, err := scanMessage(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: list: %w", err)
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+// InState implements store.Store.
+func (s *DB) InState(ctx context.Context, states ...store.State) ([]string, error) {
+	args := make([]any, len(states))
+	for i, st := range states {
+		args[i] = string(st)
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT id FROM messages WHERE state IN (`+
+		placeholders(len(states))+`) ORDER BY received_at, id`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: in state: %w", err)
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
+// AddAudit implements store.Store.
+func (s *DB) AddAudit(ctx context.Context, a store.Audit) error {
+	return s.write(ctx, nil, func(tx *sql.Tx) error { return insertAudit(tx, a, s.now()) })
+}
+
+func insertAudit(tx *sql.Tx, a store.Audit, now time.Time) error {
+	if a.At.IsZero() {
+		a.At = now
+	}
+	_, err := tx.Exec(`INSERT INTO audit (msg_id, at, actor, action, note, detail) VALUES (?,?,?,?,?,?)`,
+		a.MsgID, us(a.At), a.Actor, a.Action, a.Note, a.Detail)
+	if err != nil {
+		return fmt.Errorf("store: audit %s: %w", a.MsgID, err)
+	}
+	return nil
+}
+
+// Audits implements store.Store.
+func (s *DB) Audits(ctx context.Context, id string) ([]store.Audit, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT msg_id, at, actor, action, note, detail FROM audit
+		WHERE msg_id = ? ORDER BY at, rowid`, id)
+	if err != nil {
+		return nil, fmt.Errorf("store: audits %s: %w", id, err)
+	}
+	defer rows.Close()
+	var out []store.Audit
+	for rows.Next() {
+		var a store.Audit
+		var at int64
+		if err := rows.Scan(&a.MsgID, &at, &a.Actor, &a.Action, &a.Note, &a.Detail); err != nil {
+			return nil, err
+		}
+		a.At = fromUS(at)
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+func us(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMicro()
+}
+
+func fromUS(v int64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.UnixMicro(v).UTC()
+}
+
+func jsonList(l []string) string {
+	if l == nil {
+		l = []string{}
+	}
+	b, _ := json.Marshal(l)
+	return string(b)
+}
+
+func parseList(s string) []string {
+	var l []string
+	json.Unmarshal([]byte(s), &l)
+	return l
+}
+
+func placeholders(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?,", n), ",")
+}

@@ -1,0 +1,260 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/mailguard/mailguard/store"
+)
+
+// Claim implements store.Store. A claim is a lease: if the claiming worker
+// dies, the delivery becomes due again when the lease expires, so a message
+// is delivered at least once and never forgotten.
+func (s *DB) Claim(ctx context.Context, owner string, lease time.Duration, max int) ([]store.Delivery, error) {
+	var out []store.Delivery
+	err := s.write(ctx, nil, func(tx *sql.Tx) error {
+		out = out[:0]
+		now := s.now()
+		rows, err := tx.Query(`SELECT d.id, d.msg_id, d.route, d.mail_from, d.rcpts, d.attempts,
+			d.next_at, d.created_at, d.extra, d.last_error, m.received_at
+			FROM deliveries d JOIN messages m ON m.id = d.msg_id
+			WHERE d.done_at = 0 AND d.next_at <= ? AND d.lease_until <= ?
+			ORDER BY d.next_at LIMIT ?`, us(now), us(now), max)
+		if err != nil {
+			return fmt.Errorf("store: claim: %w", err)
+		}
+		for rows.Next() {
+			var d store.Delivery
+			var rcpts string
+			var next, created, recv int64
+			if err := rows.Scan(&d.ID, &d.MsgID, &d.Route, &d.MailFrom, &rcpts, &d.Attempts,
+				&next, &created, &d.Extra, &d.LastError, &recv); err != nil {
+				rows.Close()
+				return err
+			}
+			d.Rcpts, d.NextAt, d.Created, d.Received = parseList(rcpts), fromUS(next), fromUS(created), fromUS(recv)
+			out = append(out, d)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, d := range out {
+			if _, err := tx.Exec(`UPDATE deliveries SET lease_until = ?, lease_owner = ? WHERE id = ?`,
+				us(now.Add(lease)), owner, d.ID); err != nil {
+				return fmt.Errorf("store: claim %d: %w", d.ID, err)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// DeliveryRetry implements store.Store.
+func (s *DB) DeliveryRetry(ctx context.Context, id int64, at time.Time, pending []string, results []store.RcptResult) error {
+	return s.write(ctx, nil, func(tx *sql.Tx) error {
+		_, err := tx.Exec(`UPDATE deliveries SET rcpts = ?, attempts = attempts + 1, next_at = ?,
+			lease_until = 0, lease_owner = '', results = ?, last_error = ? WHERE id = ? AND done_at = 0`,
+			jsonList(pending), us(at), resultsJSON(results), lastError(results), id)
+		if err != nil {
+			return fmt.Errorf("store: retry %d: %w", id, err)
+		}
+		return nil
+	})
+}
+
+// DeliveryDone implements store.Store.
+func (s *DB) DeliveryDone(ctx context.Context, id int64, results []store.RcptResult, dsn *store.Message, dsnBytes []byte) error {
+	var dirs []string
+	if dsn != nil {
+		dir, err := s.addSpooled(dsn.ID, dsnBytes)
+		if err != nil {
+			return err
+		}
+		dirs = append(dirs, dir)
+		dsn.Size = int64(len(dsnBytes))
+	}
+	err := s.write(ctx, dirs, func(tx *sql.Tx) error {
+		now := s.now()
+		var msgID string
+		if err := tx.QueryRow(`SELECT msg_id FROM deliveries WHERE id = ?`, id).Scan(&msgID); err != nil {
+			return fmt.Errorf("store: done %d: %w", id, err)
+		}
+		res, err := tx.Exec(`UPDATE deliveries SET done_at = ?, attempts = attempts + 1,
+			lease_until = 0, results = ?, last_error = ?, rcpts = '[]' WHERE id = ? AND done_at = 0`,
+			us(now), resultsJSON(results), lastError(results), id)
+		if err != nil {
+			return fmt.Errorf("store: done %d: %w", id, err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil // already finished by another worker whose lease expired
+		}
+		if err := finishMessage(tx, msgID, now); err != nil {
+			return err
+		}
+		if dsn != nil {
+			dsn.State = store.Queued
+			if dsn.ReceivedAt.IsZero() {
+				dsn.ReceivedAt = now
+			}
+			if err := insertMessage(tx, dsn, now); err != nil {
+				return err
+			}
+			return insertDeliveries(tx, dsn.ID, []store.Delivery{{Route: dsn.Direction, MailFrom: "", Rcpts: dsn.Rcpts}}, now)
+		}
+		return nil
+	})
+	if err != nil && dsn != nil {
+		os.Remove(s.spoolPath(dsn.ID))
+	}
+	return err
+}
+
+// finishMessage sets the final state once no delivery of the message is
+// pending: delivered if any recipient got the message, bounced otherwise.
+func finishMessage(tx *sql.Tx, msgID string, now time.Time) error {
+	var pending int
+	if err := tx.QueryRow(`SELECT count(*) FROM deliveries WHERE msg_id = ? AND done_at = 0`, msgID).Scan(&pending); err != nil {
+		return err
+	}
+	if pending > 0 {
+		return nil
+	}
+	rows, err := tx.Query(`SELECT results FROM deliveries WHERE msg_id = ?`, msgID)
+	if err != nil {
+		return err
+	}
+	delivered := false
+	for rows.Next() {
+		var rs string
+		if err := rows.Scan(&rs); err != nil {
+			rows.Close()
+			return err
+		}
+		var results []store.RcptResult
+		json.Unmarshal([]byte(rs), &results)
+		for _, r := range results {
+			if r.Code >= 200 && r.Code < 300 {
+				delivered = true
+			}
+		}
+	}
+	rows.Close()
+	final := store.Bounced
+	if delivered {
+		final = store.Delivered
+	}
+	// A released message stays "released" in the operator's eyes until it
+	// is delivered; queued and released are the states a delivery leaves.
+	_, err = tx.Exec(`UPDATE messages SET state = ?, state_at = ? WHERE id = ? AND state IN (?, ?)`,
+		string(final), us(now), msgID, string(store.Queued), string(store.Released))
+	return err
+}
+
+// PendingDeliveries implements store.Store.
+func (s *DB) PendingDeliveries(ctx context.Context) (int, error) {
+	var n int
+	err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM deliveries WHERE done_at = 0`).Scan(&n)
+	return n, err
+}
+
+// Recover implements store.Store: spool files with no row move to
+// spool/orphan (evidence is kept, never deleted blindly), rows in a live
+// state without a spool file become Error, temp files older than a day go.
+func (s *DB) Recover(ctx context.Context) (store.Recovery, error) {
+	var rec store.Recovery
+	tmpDir := filepath.Join(s.dir, "spool", "tmp")
+	entries, err := os.ReadDir(tmpDir)
+	if err != nil {
+		return rec, fmt.Errorf("store: recover: %w", err)
+	}
+	for _, e := range entries {
+		info, err := e.Info()
+		if err == nil && s.now().Sub(info.ModTime()) > 24*time.Hour {
+			if os.Remove(filepath.Join(tmpDir, e.Name())) == nil {
+				rec.TempRemoved++
+			}
+		}
+	}
+	known := map[string]store.State{}
+	rows, err := s.r.QueryContext(ctx, `SELECT id, state FROM messages`)
+	if err != nil {
+		return rec, fmt.Errorf("store: recover: %w", err)
+	}
+	for rows.Next() {
+		var id, st string
+		if err := rows.Scan(&id, &st); err != nil {
+			rows.Close()
+			return rec, err
+		}
+		known[id] = store.State(st)
+	}
+	rows.Close()
+	msgRoot := filepath.Join(s.dir, "spool", "msg")
+	seen := map[string]bool{}
+	err = filepath.WalkDir(msgRoot, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		id := d.Name()
+		if _, ok := known[id]; ok {
+			seen[id] = true
+			return nil
+		}
+		if err := os.Rename(p, filepath.Join(s.dir, "spool", "orphan", id)); err != nil {
+			return err
+		}
+		rec.Orphans = append(rec.Orphans, id)
+		return nil
+	})
+	if err != nil {
+		return rec, fmt.Errorf("store: recover: %w", err)
+	}
+	for id, st := range known {
+		if seen[id] || !liveState(st) {
+			continue
+		}
+		rec.MissingSpool = append(rec.MissingSpool, id)
+	}
+	for _, id := range rec.MissingSpool {
+		if err := s.write(ctx, nil, func(tx *sql.Tx) error {
+			return setState(tx, id, nil, store.Error, s.now())
+		}); err != nil {
+			return rec, err
+		}
+	}
+	return rec, nil
+}
+
+// liveState reports whether a message in st still needs its bytes.
+func liveState(st store.State) bool {
+	switch st {
+	case store.Received, store.Inspected, store.Queued, store.Held, store.Quarantined, store.Released:
+		return true
+	}
+	return false
+}
+
+func resultsJSON(r []store.RcptResult) string {
+	if r == nil {
+		r = []store.RcptResult{}
+	}
+	b, _ := json.Marshal(r)
+	return string(b)
+}
+
+func lastError(results []store.RcptResult) string {
+	var parts []string
+	for _, r := range results {
+		if r.Code >= 400 || r.Code == 0 {
+			parts = append(parts, fmt.Sprintf("%s: %d %s", r.Rcpt, r.Code, r.Text))
+		}
+	}
+	return strings.Join(parts, "; ")
+}

@@ -1,0 +1,301 @@
+// Package sqlite is the embedded store: SQLite (WAL, synchronous=FULL) for
+// metadata and a spool directory for message bytes, under one directory.
+// Writes go through one committer goroutine that batches concurrent
+// transactions into one SQLite commit and one fsync per touched spool
+// directory (group commit), so durability is amortised across sessions
+// instead of weakened.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	_ "modernc.org/sqlite" // database/sql driver "sqlite"
+
+	"github.com/mailguard/mailguard/store"
+)
+
+var _ store.Store = (*DB)(nil)
+
+// Options tunes the store. The zero value is usable.
+type Options struct {
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// ReadOnly opens the database for reading only (CLI list/show).
+	ReadOnly bool
+	// MaxBatch bounds how many transactions one commit may carry; 0 = 256.
+	MaxBatch int
+
+	fs fsys // tests inject failures
+}
+
+// DB is the SQLite + spool store.
+type DB struct {
+	dir   string
+	w     *sql.DB // one connection, used only by the committer
+	r     *sql.DB // readers (WAL allows them beside the writer)
+	fs    fsys
+	now   func() time.Time
+	ops   chan *op
+	stop  chan struct{}
+	done  chan struct{}
+	batch int
+}
+
+// Open opens (creating if needed) the store under dir.
+func Open(dir string, opt Options) (*DB, error) {
+	for _, d := range []string{"spool/tmp", "spool/msg", "spool/orphan"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o750); err != nil {
+			return nil, fmt.Errorf("store: %w", err)
+		}
+	}
+	path := filepath.Join(dir, "mailguard.db")
+	dsn := "file:" + path + "?_txlock=immediate" +
+		"&_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)" +
+		"&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)"
+	s := &DB{dir: dir, fs: opt.fs, now: opt.Now, batch: opt.MaxBatch,
+		ops: make(chan *op, 1024), stop: make(chan struct{}), done: make(chan struct{})}
+	if s.fs == nil {
+		s.fs = osFS{}
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.batch <= 0 {
+		s.batch = 256
+	}
+	var err error
+	if s.w, err = sql.Open("sqlite", dsn); err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	s.w.SetMaxOpenConns(1)
+	if err := migrate(s.w); err != nil {
+		s.w.Close()
+		return nil, fmt.Errorf("store: schema %s: %w", path, err)
+	}
+	if s.r, err = sql.Open("sqlite", dsn); err != nil {
+		s.w.Close()
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	s.r.SetMaxOpenConns(4)
+	go s.commitLoop()
+	return s, nil
+}
+
+// Dir is the directory the store lives in.
+func (s *DB) Dir() string { return s.dir }
+
+// Close stops the committer and closes the database. Transactions already
+// handed to the committer finish first.
+func (s *DB) Close() error {
+	close(s.stop)
+	<-s.done
+	return errors.Join(s.r.Close(), s.w.Close())
+}
+
+// schema is applied in order; PRAGMA user_version records how far.
+var schema = []string{
+	`CREATE TABLE messages (
+		id          TEXT PRIMARY KEY,
+		received_at INTEGER NOT NULL,
+		state       TEXT NOT NULL,
+		state_at    INTEGER NOT NULL,
+		direction   TEXT NOT NULL DEFAULT '',
+		client_ip   TEXT NOT NULL DEFAULT '',
+		helo        TEXT NOT NULL DEFAULT '',
+		mail_from   TEXT NOT NULL DEFAULT '',
+		rcpts       TEXT NOT NULL DEFAULT '[]',
+		size        INTEGER NOT NULL DEFAULT 0,
+		message_id  TEXT NOT NULL DEFAULT '',
+		hdr_from    TEXT NOT NULL DEFAULT '',
+		subject     TEXT NOT NULL DEFAULT '',
+		action      TEXT NOT NULL DEFAULT '',
+		reasons     TEXT NOT NULL DEFAULT '[]',
+		score       REAL NOT NULL DEFAULT 0,
+		decision    BLOB,
+		prepend     BLOB,
+		hold_until  INTEGER NOT NULL DEFAULT 0
+	);
+	CREATE INDEX messages_state ON messages(state, received_at);
+	CREATE INDEX messages_received ON messages(received_at);
+	CREATE INDEX messages_msgid ON messages(message_id);
+	CREATE TABLE deliveries (
+		id          INTEGER PRIMARY KEY AUTOINCREMENT,
+		msg_id      TEXT NOT NULL REFERENCES messages(id),
+		route       TEXT NOT NULL,
+		mail_from   TEXT NOT NULL,
+		rcpts       TEXT NOT NULL,
+		attempts    INTEGER NOT NULL DEFAULT 0,
+		next_at     INTEGER NOT NULL,
+		created_at  INTEGER NOT NULL,
+		lease_until INTEGER NOT NULL DEFAULT 0,
+		lease_owner TEXT NOT NULL DEFAULT '',
+		extra       BLOB,
+		results     TEXT NOT NULL DEFAULT '[]',
+		last_error  TEXT NOT NULL DEFAULT '',
+		done_at     INTEGER NOT NULL DEFAULT 0
+	);
+	CREATE INDEX deliveries_due ON deliveries(done_at, next_at);
+	CREATE INDEX deliveries_msg ON deliveries(msg_id);
+	CREATE TABLE files (
+		msg_id TEXT NOT NULL REFERENCES messages(id),
+		sha256 TEXT NOT NULL,
+		path   TEXT NOT NULL,
+		name   TEXT NOT NULL,
+		type   TEXT NOT NULL,
+		size   INTEGER NOT NULL
+	);
+	CREATE INDEX files_sha ON files(sha256);
+	CREATE INDEX files_msg ON files(msg_id);
+	CREATE TABLE audit (
+		msg_id TEXT NOT NULL,
+		at     INTEGER NOT NULL,
+		actor  TEXT NOT NULL,
+		action TEXT NOT NULL,
+		note   TEXT NOT NULL DEFAULT '',
+		detail TEXT NOT NULL DEFAULT ''
+	);
+	CREATE INDEX audit_msg ON audit(msg_id, at);`,
+}
+
+func migrate(db *sql.DB) error {
+	var v int
+	if err := db.QueryRow(`PRAGMA user_version`).Scan(&v); err != nil {
+		return err
+	}
+	for ; v < len(schema); v++ {
+		tx, err := db.Begin()
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(schema[v]); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migration %d: %w", v+1, err)
+		}
+		if _, err := tx.Exec(fmt.Sprintf(`PRAGMA user_version = %d`, v+1)); err != nil {
+			tx.Rollback()
+			return err
+		}
+		if err := tx.Commit(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// op is one transaction handed to the committer.
+type op struct {
+	fn   func(tx *sql.Tx) error
+	dirs []string // directories to fsync before the commit
+	done chan error
+}
+
+// write runs fn in a transaction of the committer and waits until it is
+// durable. Concurrent writes share one commit (group commit); each runs in
+// its own savepoint, so one failing does not undo the others.
+func (s *DB) write(ctx context.Context, dirs []string, fn func(tx *sql.Tx) error) error {
+	o := &op{fn: fn, dirs: dirs, done: make(chan error, 1)}
+	select {
+	case s.ops <- o:
+	case <-s.stop:
+		return errors.New("store: closed")
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	// Once handed over, wait for the outcome even if ctx ends: the caller
+	// must know whether it is durable.
+	return <-o.done
+}
+
+func (s *DB) commitLoop() {
+	defer close(s.done)
+	for {
+		var first *op
+		select {
+		case first = <-s.ops:
+		case <-s.stop:
+			// Drain what was handed over before Close.
+			for {
+				select {
+				case o := <-s.ops:
+					s.commit([]*op{o})
+				default:
+					return
+				}
+			}
+		}
+		batch := []*op{first}
+	drain:
+		for len(batch) < s.batch {
+			select {
+			case o := <-s.ops:
+				batch = append(batch, o)
+			default:
+				break drain
+			}
+		}
+		s.commit(batch)
+	}
+}
+
+func (s *DB) commit(batch []*op) {
+	fail := func(err error) {
+		for _, o := range batch {
+			o.done <- err
+		}
+	}
+	seen := map[string]bool{}
+	for _, o := range batch {
+		for _, d := range o.dirs {
+			if seen[d] {
+				continue
+			}
+			seen[d] = true
+			if err := s.fs.SyncDir(d); err != nil {
+				fail(fmt.Errorf("store: fsync %s: %w", d, err))
+				return
+			}
+		}
+	}
+	tx, err := s.w.Begin()
+	if err != nil {
+		fail(fmt.Errorf("store: begin: %w", err))
+		return
+	}
+	errs := make([]error, len(batch))
+	for i, o := range batch {
+		errs[i] = runSavepoint(tx, o.fn)
+	}
+	if err := tx.Commit(); err != nil {
+		fail(fmt.Errorf("store: commit: %w", err))
+		return
+	}
+	for i, o := range batch {
+		o.done <- errs[i]
+	}
+}
+
+func runSavepoint(tx *sql.Tx, fn func(*sql.Tx) error) (err error) {
+	if _, err := tx.Exec(`SAVEPOINT op`); err != nil {
+		return err
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("store: panic in transaction: %v", r)
+		}
+		if err != nil {
+			if _, rerr := tx.Exec(`ROLLBACK TO op`); rerr != nil {
+				err = errors.Join(err, rerr)
+			}
+		}
+		if _, rerr := tx.Exec(`RELEASE op`); rerr != nil && err == nil {
+			err = rerr
+		}
+	}()
+	return fn(tx)
+}

@@ -1,0 +1,205 @@
+package sqlite
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/mailguard/mailguard/store"
+	"github.com/mailguard/mailguard/store/storetest"
+)
+
+func openTemp(t *testing.T, opt Options) *DB {
+	t.Helper()
+	s, err := Open(t.TempDir(), opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store { return openTemp(t, Options{}) })
+}
+
+// faultFS fails the named step once armed.
+type faultFS struct {
+	osFS
+	mu      sync.Mutex
+	failOn  string // "create", "write", "sync", "close", "rename", "syncdir"
+	syncDir int
+}
+
+var errInjected = errors.New("injected fault")
+
+func (f *faultFS) should(step string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.failOn == step
+}
+
+func (f *faultFS) Create(name string) (file, error) {
+	if f.should("create") {
+		return nil, errInjected
+	}
+	fl, err := f.osFS.Create(name)
+	if err != nil {
+		return nil, err
+	}
+	return &faultFile{file: fl, fs: f}, nil
+}
+
+func (f *faultFS) Rename(a, b string) error {
+	if f.should("rename") {
+		return errInjected
+	}
+	return f.osFS.Rename(a, b)
+}
+
+func (f *faultFS) SyncDir(d string) error {
+	f.mu.Lock()
+	f.syncDir++
+	f.mu.Unlock()
+	if f.should("syncdir") {
+		return errInjected
+	}
+	return f.osFS.SyncDir(d)
+}
+
+type faultFile struct {
+	file
+	fs *faultFS
+}
+
+func (f *faultFile) Write(p []byte) (int, error) {
+	if f.fs.should("write") {
+		return 0, errInjected
+	}
+	return f.file.Write(p)
+}
+
+func (f *faultFile) Sync() error {
+	if f.fs.should("sync") {
+		return errInjected
+	}
+	return f.file.Sync()
+}
+
+func (f *faultFile) Close() error {
+	err := f.file.Close()
+	if f.fs.should("close") {
+		return errInjected
+	}
+	return err
+}
+
+// TestAcceptFaults: whichever durability step fails, Accept reports an
+// error (the SMTP layer answers 451) and leaves neither a row nor a file.
+func TestAcceptFaults(t *testing.T) {
+	for _, step := range []string{"create", "write", "sync", "close", "rename", "syncdir"} {
+		t.Run(step, func(t *testing.T) {
+			ffs := &faultFS{failOn: step}
+			s := openTemp(t, Options{fs: ffs})
+			_, err := s.Accept(context.Background(), &store.Message{ID: "f1"}, strings.NewReader("data"))
+			if !errors.Is(err, errInjected) {
+				t.Fatalf("Accept err = %v, want the injected fault", err)
+			}
+			if _, err := s.Get(context.Background(), "f1"); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("row exists after failed %s: %v", step, err)
+			}
+			var files []string
+			filepath.WalkDir(filepath.Join(s.dir, "spool"), func(p string, d os.DirEntry, err error) error {
+				if err == nil && !d.IsDir() {
+					files = append(files, p)
+				}
+				return nil
+			})
+			if len(files) != 0 {
+				t.Errorf("files left after failed %s: %v", step, files)
+			}
+		})
+	}
+}
+
+// TestGroupCommit: concurrent accepts share directory fsyncs and commits.
+func TestGroupCommit(t *testing.T) {
+	ffs := &faultFS{}
+	s := openTemp(t, Options{fs: ffs})
+	const n = 200
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := s.Accept(context.Background(), &store.Message{ID: fmt.Sprintf("g%d", i)}, strings.NewReader("x")); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if ffs.syncDir >= n {
+		t.Errorf("%d directory fsyncs for %d concurrent messages: no grouping", ffs.syncDir, n)
+	}
+	t.Logf("%d messages, %d directory fsyncs", n, ffs.syncDir)
+}
+
+// TestCrashReopen: a store abandoned without Close (a crash) reopens with
+// every acknowledged message, and Recover sorts out files and rows.
+func TestCrashReopen(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	s1, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	storetest.Accept(t, s1, "k1", "acknowledged", "u@corp.example")
+	storetest.Accept(t, s1, "k2", "acknowledged", "u@corp.example")
+	// A file renamed into the spool whose row never committed (crash
+	// between the rename and the commit), a row whose file vanished, and a
+	// stale temp file.
+	orphan := s1.spoolPath("k-orphan")
+	os.MkdirAll(filepath.Dir(orphan), 0o750)
+	os.WriteFile(orphan, []byte("half"), 0o640)
+	os.Remove(s1.spoolPath("k2"))
+	// No Close: the process "died". Open a second handle, as a restart does.
+	s2, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	rec, err := s2.Recover(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.Orphans) != 1 || rec.Orphans[0] != "k-orphan" {
+		t.Errorf("orphans = %v", rec.Orphans)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "spool", "orphan", "k-orphan")); err != nil {
+		t.Errorf("orphan not kept as evidence: %v", err)
+	}
+	if len(rec.MissingSpool) != 1 || rec.MissingSpool[0] != "k2" {
+		t.Errorf("missing spool = %v", rec.MissingSpool)
+	}
+	m, err := s2.Get(ctx, "k1")
+	if err != nil || m.State != store.Received {
+		t.Errorf("k1 after crash = %+v, %v", m, err)
+	}
+	if m, _ := s2.Get(ctx, "k2"); m.State != store.Error {
+		t.Errorf("k2 state = %s, want error", m.State)
+	}
+}
+
+func TestInvalidIDs(t *testing.T) {
+	s := openTemp(t, Options{})
+	for _, id := range []string{"", "../x", "a/b", ".hidden", strings.Repeat("x", 65)} {
+		if _, err := s.Accept(context.Background(), &store.Message{ID: id}, strings.NewReader("x")); err == nil {
+			t.Errorf("Accept(%q) succeeded", id)
+		}
+	}
+}
