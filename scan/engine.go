@@ -263,7 +263,8 @@ func (e *Engine) run(ctx context.Context, v Vars, do func(*yara.Scanner) error) 
 	}
 	col := &collector{info: rs.rules.info}
 	s.SetCallback(col).SetFlags(0)
-	setTimeout(s, e.budget(ctx))
+	budget, byCtx := e.budget(ctx)
+	setTimeout(s, budget)
 	aborted := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
 		abortScan(s)
@@ -279,6 +280,9 @@ func (e *Engine) run(ctx context.Context, v Vars, do func(*yara.Scanner) error) 
 			if cerr := ctx.Err(); cerr != nil {
 				return nil, fmt.Errorf("scan: %w", cerr)
 			}
+			if byCtx { // the context's deadline, not the engine's, ran out
+				return nil, fmt.Errorf("scan: %w", context.DeadlineExceeded)
+			}
 			return nil, ErrTimeout
 		}
 		return nil, fmt.Errorf("scan: yara: %w", err)
@@ -287,18 +291,18 @@ func (e *Engine) run(ctx context.Context, v Vars, do func(*yara.Scanner) error) 
 }
 
 // budget is the time one scan may take: the engine's timeout, or less
-// when the context's deadline is nearer.
-func (e *Engine) budget(ctx context.Context) time.Duration {
-	d := e.Timeout
+// when the context's deadline is nearer (then byCtx is true).
+func (e *Engine) budget(ctx context.Context) (d time.Duration, byCtx bool) {
+	d = e.Timeout
 	if d <= 0 {
 		d = DefaultTimeout
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		if left := time.Until(dl); left < d {
-			d = max(left, time.Nanosecond)
+			return max(left, time.Nanosecond), true
 		}
 	}
-	return d
+	return d, false
 }
 
 func defineVars(s *yara.Scanner, v Vars) error {
@@ -377,6 +381,7 @@ func (it *blockIter) at(base int64) *yara.MemoryBlock {
 }
 
 func (it *blockIter) fetch(buf []byte) {
+	buf = buf[:it.block.Size] // go-yara's buffer may be longer than the block
 	n, err := it.ra.ReadAt(buf, int64(it.block.Base))
 	if n < len(buf) {
 		clear(buf[n:])
