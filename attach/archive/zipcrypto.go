@@ -1,0 +1,279 @@
+package archive
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/pbkdf2"
+	"crypto/sha1"
+	"crypto/subtle"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash"
+	"hash/crc32"
+	"io"
+)
+
+// aesParams is the WinZip AES extra field 0x9901 (AE-1/AE-2).
+type aesParams struct {
+	version  int    // 1: CRC checked; 2: CRC not stored, the MAC is the check
+	strength byte   // 1, 2, 3: AES-128, -192, -256
+	method   uint16 // the real compression method
+}
+
+func (a *aesParams) name() string {
+	if a == nil {
+		return "zipcrypto"
+	}
+	return fmt.Sprintf("aes%d", 64+64*int(a.strength))
+}
+
+func (a *aesParams) keyLen() int  { return 8 + 8*int(a.strength) }
+func (a *aesParams) saltLen() int { return 4 + 4*int(a.strength) }
+
+// aesOverhead is the salt, the 2-byte password verifier and the 10-byte
+// MAC around WinZip AES data.
+func (a *aesParams) overhead() int64 { return int64(a.saltLen()) + 2 + 10 }
+
+// encryption returns the member's encryption: nil params for traditional
+// PKWARE encryption (ZipCrypto), or the WinZip AES parameters, and the
+// real compression method.
+func (m *zipMember) encryption() (*aesParams, uint16, error) {
+	if m.flags&0x40 != 0 {
+		return nil, 0, errors.New("PKWARE strong encryption")
+	}
+	if m.method != zipAES {
+		return nil, m.method, nil
+	}
+	x := findExtra(m.extra, 0x9901)
+	if len(x) < 7 || x[2] != 'A' || x[3] != 'E' {
+		return nil, 0, errors.New("WinZip AES without its 0x9901 extra field")
+	}
+	a := &aesParams{version: int(binary.LittleEndian.Uint16(x)), strength: x[4], method: binary.LittleEndian.Uint16(x[5:])}
+	if a.strength < 1 || a.strength > 3 || (a.version != 1 && a.version != 2) {
+		return nil, 0, fmt.Errorf("WinZip AES version %d strength %d", a.version, a.strength)
+	}
+	return a, a.method, nil
+}
+
+// zipKey is a candidate password's key material for one member, after it
+// passed the member's quick verifier.
+type zipKey interface {
+	// decrypt returns the plaintext (still compressed) of the member's raw
+	// bytes.
+	decrypt(raw *io.SectionReader) (io.Reader, error)
+}
+
+// unlock finds the candidate that opens member m: the cheap verifier first
+// (ZipCrypto check byte, AES password verifier), then, for a candidate not
+// yet proven on this archive, a bounded trial decode so that the 1-in-256
+// (ZipCrypto) or 1-in-65536 (AES) false accepts do not deliver garbage.
+func (z *zipWalk) unlock(m *zipMember, aes *aesParams, method uint16) (zipKey, int, error) {
+	w := z.w
+	minLen := int64(12)
+	if aes != nil {
+		minLen = aes.overhead()
+	}
+	if m.csize < minLen || m.csize > w.size-m.dataOff {
+		w.problem(ProblemTruncated, m.name, fmt.Sprintf("encrypted data of %d bytes is too short or past the end", m.csize))
+		return nil, -1, nil
+	}
+	head := readHead(w.ra, w.size, m.dataOff, int(minLen))
+	var key zipKey
+	nearMiss := false
+	test := func(pw string, remembered bool) (bool, error) {
+		var k zipKey
+		if aes != nil {
+			k = aesKeyFor(aes, head, pw, m.csize)
+		} else {
+			k = zipCryptoKeyFor(m, head, pw)
+		}
+		if k == nil {
+			return false, nil
+		}
+		if !remembered && !z.confirm(m, method, aes, k) {
+			nearMiss = true
+			return false, nil
+		}
+		key = k
+		return true, nil
+	}
+	i, err := w.unlock(test)
+	if key == nil && nearMiss && err == nil {
+		w.problem(ProblemChecksum, m.name, "a candidate passed the password check but the content did not verify")
+	}
+	return key, i, err
+}
+
+// confirmBytes is how much output a trial decode produces before a
+// candidate is accepted.
+const confirmBytes = 1 << 20
+
+// confirm decodes up to confirmBytes of the member with key k and reports
+// whether that went without error (for small AES members the whole MAC is
+// checked first, which needs no decompression).
+func (z *zipWalk) confirm(m *zipMember, method uint16, aes *aesParams, k zipKey) bool {
+	if ak, ok := k.(*aesKey); ok && m.csize <= 64<<20 {
+		if !ak.macOK(m.section(z.w)) {
+			return false
+		}
+	}
+	r, err := z.content(m, method, aes, k)
+	if err != nil {
+		return false
+	}
+	_, err = io.CopyN(io.Discard, r, confirmBytes)
+	return err == nil || errors.Is(err, io.EOF)
+}
+
+// zipCrypto is the traditional PKWARE stream cipher (APPNOTE 6.1).
+type zipCrypto struct{ k0, k1, k2 uint32 }
+
+func newZipCrypto(pw string) zipCrypto {
+	c := zipCrypto{0x12345678, 0x23456789, 0x34567890}
+	for i := 0; i < len(pw); i++ {
+		c.update(pw[i])
+	}
+	return c
+}
+
+func (c *zipCrypto) update(b byte) {
+	c.k0 = crc32.IEEETable[byte(c.k0)^b] ^ (c.k0 >> 8)
+	c.k1 = (c.k1+(c.k0&0xff))*134775813 + 1
+	c.k2 = crc32.IEEETable[byte(c.k2)^byte(c.k1>>24)] ^ (c.k2 >> 8)
+}
+
+func (c *zipCrypto) decrypt(p []byte) {
+	for i, b := range p {
+		t := c.k2 | 2
+		b ^= byte((t * (t ^ 1)) >> 8)
+		c.update(b)
+		p[i] = b
+	}
+}
+
+// zcKey is the cipher state after the 12-byte encryption header.
+type zcKey struct{ c zipCrypto }
+
+// zipCryptoKeyFor decrypts the 12-byte header with pw and checks its last
+// byte: the CRC's high byte, or with flag bit 3 the DOS time's high byte
+// (APPNOTE 6.1.6). Either is accepted with bit 3, since writers differ.
+func zipCryptoKeyFor(m *zipMember, head []byte, pw string) zipKey {
+	c := newZipCrypto(pw)
+	var h [12]byte
+	copy(h[:], head)
+	c.decrypt(h[:])
+	check := h[11]
+	if check == byte(m.crc>>24) || (m.flags&0x8 != 0 && check == byte(m.dosTime>>8)) {
+		return &zcKey{c}
+	}
+	return nil
+}
+
+func (k *zcKey) decrypt(raw *io.SectionReader) (io.Reader, error) {
+	return &zipCryptoReader{r: io.NewSectionReader(raw, 12, raw.Size()-12), c: k.c}, nil
+}
+
+type zipCryptoReader struct {
+	r io.Reader
+	c zipCrypto
+}
+
+func (z *zipCryptoReader) Read(p []byte) (int, error) {
+	n, err := z.r.Read(p)
+	z.c.decrypt(p[:n])
+	return n, err
+}
+
+// aesKey is the WinZip AES key material (AE-1/AE-2 spec): PBKDF2-HMAC-SHA1
+// with 1000 iterations gives the AES key, the HMAC-SHA1 key and a 2-byte
+// password verifier.
+type aesKey struct {
+	p      *aesParams
+	block  cipher.Block
+	macKey []byte
+	csize  int64
+}
+
+// aesKeyFor derives the keys for pw and checks the password verifier.
+func aesKeyFor(p *aesParams, head []byte, pw string, csize int64) zipKey {
+	kl, sl := p.keyLen(), p.saltLen()
+	dk, err := pbkdf2.Key(sha1.New, pw, head[:sl], 1000, 2*kl+2)
+	if err != nil || subtle.ConstantTimeCompare(dk[2*kl:], head[sl:sl+2]) != 1 {
+		return nil
+	}
+	block, err := aes.NewCipher(dk[:kl])
+	if err != nil {
+		return nil
+	}
+	return &aesKey{p: p, block: block, macKey: dk[kl : 2*kl], csize: csize}
+}
+
+// payload returns the ciphertext between the verifier and the MAC.
+func (k *aesKey) payload(raw *io.SectionReader) (*io.SectionReader, []byte, error) {
+	start := int64(k.p.saltLen()) + 2
+	n := raw.Size() - k.p.overhead()
+	if n < 0 || raw.Size() < k.csize {
+		return nil, nil, &kindError{ProblemTruncated, errors.New("aes data shorter than declared")}
+	}
+	mac := make([]byte, 10)
+	if _, err := raw.ReadAt(mac, start+n); err != nil {
+		return nil, nil, &kindError{ProblemTruncated, fmt.Errorf("aes mac: %w", err)}
+	}
+	return io.NewSectionReader(raw, start, n), mac, nil
+}
+
+// macOK checks the MAC over the whole ciphertext without decrypting it.
+func (k *aesKey) macOK(raw *io.SectionReader) bool {
+	ct, mac, err := k.payload(raw)
+	if err != nil {
+		return false
+	}
+	h := hmac.New(sha1.New, k.macKey)
+	if _, err := io.Copy(h, ct); err != nil {
+		return false
+	}
+	return hmac.Equal(h.Sum(nil)[:10], mac)
+}
+
+func (k *aesKey) decrypt(raw *io.SectionReader) (io.Reader, error) {
+	ct, mac, err := k.payload(raw)
+	if err != nil {
+		return nil, err
+	}
+	return &aesCTRReader{r: ct, block: k.block, mac: hmac.New(sha1.New, k.macKey), want: mac, ctr: 1, pos: aes.BlockSize}, nil
+}
+
+// aesCTRReader decrypts WinZip AES: AES in CTR mode with a little-endian
+// block counter starting at 1 (crypto/cipher's CTR is big-endian), with
+// the HMAC-SHA1 of the ciphertext checked at the end.
+type aesCTRReader struct {
+	r     io.Reader
+	block cipher.Block
+	mac   hash.Hash
+	want  []byte
+	ctr   uint64
+	ks    [aes.BlockSize]byte
+	pos   int // next unused keystream byte in ks
+}
+
+func (a *aesCTRReader) Read(p []byte) (int, error) {
+	n, err := a.r.Read(p)
+	a.mac.Write(p[:n])
+	for i := 0; i < n; i++ {
+		if a.pos == aes.BlockSize {
+			var c [aes.BlockSize]byte
+			binary.LittleEndian.PutUint64(c[:], a.ctr)
+			a.block.Encrypt(a.ks[:], c[:])
+			a.ctr++
+			a.pos = 0
+		}
+		p[i] ^= a.ks[a.pos]
+		a.pos++
+	}
+	if errors.Is(err, io.EOF) && !hmac.Equal(a.mac.Sum(nil)[:10], a.want) {
+		return n, &kindError{ProblemChecksum, errors.New("aes authentication code mismatch")}
+	}
+	return n, err
+}
