@@ -19,9 +19,9 @@ import (
 // The OpenSPF RFC 7208 test suite (release 2014.04), read as published.
 // Each YAML document is a section with its own zone.
 type spfSuiteSection struct {
-	Description string                 `yaml:"description"`
+	Description string                  `yaml:"description"`
 	Tests       map[string]spfSuiteCase `yaml:"tests"`
-	ZoneData    map[string][]yaml.Node `yaml:"zonedata"`
+	ZoneData    map[string][]yaml.Node  `yaml:"zonedata"`
 }
 
 type spfSuiteCase struct {
