@@ -1,0 +1,326 @@
+package attach
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/base64"
+	"io"
+	"strings"
+)
+
+// b64Cleaner passes only base64 alphabet bytes; it counts other bytes
+// that are not white space or padding, so that junk is reported instead
+// of silently emptying the part (enmime's failure mode).
+type b64Cleaner struct {
+	r    io.Reader
+	junk int
+	buf  []byte
+}
+
+func (c *b64Cleaner) Read(p []byte) (int, error) {
+	if len(c.buf) < len(p) {
+		c.buf = make([]byte, len(p))
+	}
+	for {
+		n, err := c.r.Read(c.buf[:len(p)])
+		k := 0
+		for _, b := range c.buf[:n] {
+			switch {
+			case b >= 'A' && b <= 'Z', b >= 'a' && b <= 'z', b >= '0' && b <= '9', b == '+', b == '/':
+				p[k] = b
+				k++
+			case b == '-':
+				p[k] = '+' // base64url, seen in the wild
+				k++
+			case b == '_':
+				p[k] = '/'
+				k++
+			case b == '=', b == ' ', b == '\t', b == '\r', b == '\n':
+			default:
+				c.junk++
+			}
+		}
+		if k > 0 || err != nil {
+			return k, err
+		}
+	}
+}
+
+// base64Reader decodes base64 leniently: junk is skipped, padding is
+// optional, a dangling final character is ignored.
+type base64Reader struct {
+	clean *b64Cleaner
+	dec   io.Reader
+	tail  bool // the decoder reported a trailing partial quantum
+}
+
+func newBase64Reader(r io.Reader) *base64Reader {
+	c := &b64Cleaner{r: r}
+	return &base64Reader{clean: c, dec: base64.NewDecoder(base64.RawStdEncoding, c)}
+}
+
+func (b *base64Reader) Read(p []byte) (int, error) {
+	n, err := b.dec.Read(p)
+	if err != nil && err != io.EOF {
+		if _, ok := err.(base64.CorruptInputError); ok {
+			b.tail = true
+			return n, io.EOF
+		}
+	}
+	return n, err
+}
+
+// qpReader decodes quoted-printable leniently: invalid escapes are kept
+// literally (mime/quotedprintable fails on them), soft line breaks are
+// removed, trailing white space before a hard break is dropped.
+type qpReader struct {
+	br   *bufio.Reader
+	out  []byte
+	bad  int
+	done bool
+}
+
+func newQPReader(r io.Reader) *qpReader { return &qpReader{br: bufio.NewReaderSize(r, 32<<10)} }
+
+func (q *qpReader) Read(p []byte) (int, error) {
+	for len(q.out) == 0 {
+		if q.done {
+			return 0, io.EOF
+		}
+		line, err := q.br.ReadSlice('\n')
+		if err == bufio.ErrBufferFull {
+			q.out = q.decode(q.out[:0], line, false)
+			continue
+		}
+		if err != nil {
+			q.done = true
+			if err != io.EOF {
+				return 0, err
+			}
+		}
+		q.out = q.decode(q.out[:0], line, true)
+	}
+	n := copy(p, q.out)
+	q.out = q.out[n:]
+	return n, nil
+}
+
+func (q *qpReader) decode(dst, line []byte, whole bool) []byte {
+	hard := false
+	if whole {
+		switch {
+		case bytes.HasSuffix(line, []byte("\r\n")):
+			line, hard = line[:len(line)-2], true
+		case bytes.HasSuffix(line, []byte("\n")):
+			line, hard = line[:len(line)-1], true
+		}
+		line = bytes.TrimRight(line, " \t")
+	}
+	soft := false
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		if c != '=' {
+			dst = append(dst, c)
+			continue
+		}
+		if i == len(line)-1 {
+			soft = true
+			break
+		}
+		if i+2 < len(line) {
+			if h, ok := unhex(line[i+1]); ok {
+				if l, ok := unhex(line[i+2]); ok {
+					dst = append(dst, h<<4|l)
+					i += 2
+					continue
+				}
+			}
+		}
+		q.bad++
+		dst = append(dst, c)
+	}
+	if hard && !soft {
+		dst = append(dst, '\r', '\n')
+	}
+	return dst
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0', true
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10, true
+	case c >= 'A' && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}
+
+// decodeTransfer wraps r with the decoder for a Content-Transfer-Encoding.
+// report is called after reading with what was wrong.
+func decodeTransfer(cte string, r io.Reader) (io.Reader, func() string) {
+	switch strings.ToLower(strings.TrimSpace(cte)) {
+	case "base64":
+		b := newBase64Reader(r)
+		return b, func() string {
+			var p []string
+			if b.clean.junk > 0 {
+				p = append(p, "base64 with invalid characters skipped")
+			}
+			if b.tail {
+				p = append(p, "base64 with a truncated final group")
+			}
+			return strings.Join(p, "; ")
+		}
+	case "quoted-printable":
+		q := newQPReader(r)
+		return q, func() string {
+			if q.bad > 0 {
+				return "quoted-printable with invalid escapes kept literally"
+			}
+			return ""
+		}
+	case "x-uuencode", "x-uue", "uuencode", "x-uu":
+		u := newUUReader(r)
+		return u, func() string {
+			if u.bad > 0 {
+				return "uuencode with malformed lines skipped"
+			}
+			return ""
+		}
+	case "", "7bit", "8bit", "binary":
+		return r, func() string { return "" }
+	default:
+		return r, func() string { return "unknown Content-Transfer-Encoding " + clip(cte, 40) + "; content kept raw" }
+	}
+}
+
+// uuReader decodes the lines of one uuencoded body (after "begin", or the
+// whole part for Content-Transfer-Encoding x-uuencode).
+type uuReader struct {
+	br      *bufio.Reader
+	out     []byte
+	bad     int
+	started bool
+	done    bool
+}
+
+func newUUReader(r io.Reader) *uuReader { return &uuReader{br: bufio.NewReaderSize(r, 8<<10)} }
+
+func (u *uuReader) Read(p []byte) (int, error) {
+	for len(u.out) == 0 {
+		if u.done {
+			return 0, io.EOF
+		}
+		line, err := u.br.ReadString('\n')
+		if err != nil {
+			u.done = true
+			if err != io.EOF {
+				return 0, err
+			}
+		}
+		l := strings.TrimRight(line, "\r\n")
+		switch {
+		case !u.started && strings.HasPrefix(l, "begin "):
+			u.started = true
+			continue
+		case l == "end":
+			u.done = true
+			continue
+		case l == "" || l == "`":
+			continue
+		}
+		u.started = true
+		dec, ok := uuDecodeLine(u.out[:0], l)
+		if !ok {
+			u.bad++
+			continue
+		}
+		u.out = dec
+	}
+	n := copy(p, u.out)
+	u.out = u.out[n:]
+	return n, nil
+}
+
+// uuDecodeLine decodes one uuencoded line ("M" + 60 chars …).
+func uuDecodeLine(dst []byte, l string) ([]byte, bool) {
+	if len(l) == 0 {
+		return dst, false
+	}
+	n := int((l[0] - ' ') & 0x3f)
+	if n == 0 {
+		return dst, true
+	}
+	data := l[1:]
+	need := (n + 2) / 3 * 4
+	if len(data) < need {
+		// Tolerate stripped trailing spaces.
+		data += strings.Repeat(" ", need-len(data))
+	}
+	for i := 0; i+3 < len(data); i += 4 {
+		if n <= 0 {
+			break
+		}
+		c := [4]byte{}
+		for j := 0; j < 4; j++ {
+			ch := data[i+j]
+			if ch < ' ' || ch > '`' {
+				return dst, false
+			}
+			c[j] = (ch - ' ') & 0x3f
+		}
+		b := [3]byte{c[0]<<2 | c[1]>>4, c[1]<<4 | c[2]>>2, c[2]<<6 | c[3]}
+		k := min(3, n)
+		dst = append(dst, b[:k]...)
+		n -= k
+	}
+	return dst, true
+}
+
+// uuBlock is one "begin mode name" … "end" block found in text.
+type uuBlock struct {
+	name  string
+	start int // offset of the begin line
+	end   int // offset after the end line (or the text)
+}
+
+// findUUBlocks locates uuencoded files in a text body.
+func findUUBlocks(text []byte, max int) []uuBlock {
+	var out []uuBlock
+	off := 0
+	for off < len(text) && len(out) < max {
+		i := bytes.Index(text[off:], []byte("begin "))
+		if i < 0 {
+			break
+		}
+		at := off + i
+		off = at + 6
+		if at > 0 && text[at-1] != '\n' {
+			continue
+		}
+		eol := bytes.IndexByte(text[at:], '\n')
+		if eol < 0 {
+			eol = len(text) - at
+		}
+		fields := strings.Fields(string(text[at : at+eol]))
+		if len(fields) < 3 || len(fields[1]) < 3 || len(fields[1]) > 4 || strings.Trim(fields[1], "01234567") != "" {
+			continue
+		}
+		// The next line must look like uuencode ("M" for full lines).
+		rest := text[at+eol+1:]
+		if len(rest) == 0 || rest[0] < '!' || rest[0] > 'M' {
+			continue
+		}
+		end := bytes.Index(rest, []byte("\nend"))
+		stop := len(text)
+		if end >= 0 {
+			stop = at + eol + 1 + end + 4
+		}
+		name := strings.Join(fields[2:], " ")
+		out = append(out, uuBlock{name: name, start: at, end: stop})
+		off = stop
+	}
+	return out
+}

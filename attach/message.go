@@ -1,0 +1,217 @@
+package attach
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"strings"
+
+	"golang.org/x/text/unicode/norm"
+
+	"github.com/mailguard/mailguard/reason"
+)
+
+// walkMessage scans one message (the top level, or an attached one whose
+// File is parent), then decodes its bodies and attachments. depth is the
+// Depth its attachments get.
+func (w *walker) walkMessage(ra io.ReaderAt, size int64, parent *File, depth int) error {
+	budget := w.lim.MaxMIMEParts - w.mimeParts
+	if budget < 1 {
+		budget = 1
+	}
+	sc := scanMIME(ra, size, budget, w.lim.MaxMIMEDepth)
+	w.mimeParts += sc.parts
+	if sc.cut {
+		w.res.Complete = false
+	}
+	if len(sc.problems) > 0 {
+		detail := strings.Join(sc.problems, "; ")
+		if parent == nil {
+			w.res.Findings = append(w.res.Findings, reason.Finding{Tag: reason.MalformedMIME, Detail: clip(detail, 2000)})
+		} else {
+			parent.addFinding(reason.MalformedMIME, clip(detail, 2000))
+		}
+	}
+	if parent == nil {
+		w.res.Header = decodeHeader(sc.root)
+		w.addText(w.res.Header.Subject)
+		w.scanSubject(w.res.Header.Subject)
+	}
+	var leaves []*entity
+	collectLeaves(sc.root, &leaves)
+	var attachments []*entity
+	for _, e := range leaves {
+		if isBody(e) {
+			if err := w.body(ra, e, parent); err != nil {
+				return err
+			}
+			continue
+		}
+		attachments = append(attachments, e)
+	}
+	for _, e := range attachments {
+		if w.stopped() {
+			return nil
+		}
+		if err := w.attachment(ra, e, parent); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func collectLeaves(e *entity, out *[]*entity) {
+	if e.kind == kindMultipart {
+		for _, c := range e.children {
+			collectLeaves(c, out)
+		}
+		return
+	}
+	*out = append(*out, e)
+}
+
+// isBody reports text parts meant to be read as the message: text/plain
+// or text/html (or no Content-Type), not marked as an attachment and
+// without a file name.
+func isBody(e *entity) bool {
+	switch e.ctype {
+	case "", "text/plain", "text/html":
+	default:
+		return false
+	}
+	return disposition(e) != "attachment" && partFilename(e) == ""
+}
+
+// partReader returns the transfer-decoded content of a leaf.
+func partReader(ra io.ReaderAt, e *entity) (io.Reader, func() string) {
+	sec := io.NewSectionReader(ra, e.bodyStart, max(0, e.bodyEnd-e.bodyStart))
+	return decodeTransfer(e.get("content-transfer-encoding"), sec)
+}
+
+// attachment stores one non-body leaf as a file and inspects it.
+func (w *walker) attachment(ra io.ReaderAt, e *entity, parent *File) error {
+	name := partFilename(e)
+	display := ""
+	if name == "" {
+		display = "part" + partName(e)
+		if ext := extForType(e.ctype); ext != "" {
+			display += "." + ext
+		}
+	}
+	r, report := partReader(ra, e)
+	f, err := w.addFile(fileSpec{parent: parent, name: name, display: display}, r)
+	if err != nil || f == nil {
+		return err
+	}
+	if p := report(); p != "" {
+		f.addFinding(reason.MalformedMIME, "part "+partName(e)+": "+p)
+	}
+	return w.inspect(f)
+}
+
+// extForType names unnamed parts so that the tree stays readable.
+func extForType(ct string) string {
+	switch ct {
+	case "message/rfc822", "message/global":
+		return "eml"
+	case "application/ms-tnef", "application/vnd.ms-tnef":
+		return "dat"
+	}
+	return ""
+}
+
+// body decodes one body part: it becomes a Result.Bodies file (UTF-8),
+// feeds Result.Text and the password scan, is checked for HTML smuggling
+// and for uuencoded files.
+func (w *walker) body(ra io.ReaderAt, e *entity, parent *File) error {
+	r, report := partReader(ra, e)
+	limit := int64(w.lim.MaxTextBytes) * 4
+	raw, _ := io.ReadAll(io.LimitReader(r, limit+1))
+	cut := int64(len(raw)) > limit
+	if cut {
+		raw = raw[:limit]
+	}
+	ctype := e.ctype
+	if ctype == "" {
+		ctype = "text/plain"
+	}
+	text := toUTF8(e.params["charset"], raw)
+	where := "body " + partName(e)
+	if parent != nil {
+		where = parent.Path + " body " + partName(e)
+	}
+	f := &File{Path: where, Type: ctype, PasswordSource: SourceNone, Findings: []reason.Finding{}, data: []byte(text)}
+	f.Size = int64(len(f.data))
+	f.SHA256 = sha256Hex(f.data)
+	w.nbytes += f.Size
+	w.res.Bodies = append(w.res.Bodies, f)
+	if p := report(); p != "" {
+		w.msgFinding(parent, reason.MalformedMIME, where+": "+p)
+	}
+	if cut {
+		w.msgFinding(parent, reason.MalformedMIME, fmt.Sprintf("%s: body longer than %d bytes; only the start was analysed", where, limit))
+	}
+	plain := text
+	if ctype == "text/html" {
+		if ind := smugglingIndicators([]byte(text)); len(ind) > 0 {
+			w.msgFinding(parent, reason.HTMLSmuggling, where+": "+strings.Join(ind, ", "))
+		}
+		plain = htmlToText(text)
+	}
+	w.addText(plain)
+	w.scanText(plain)
+	if ctype == "text/plain" && bytes.Contains(raw, []byte("begin ")) {
+		return w.uuFiles(raw, parent)
+	}
+	return nil
+}
+
+// msgFinding adds a finding to the message (top level) or to the attached
+// message's file.
+func (w *walker) msgFinding(parent *File, tag reason.Tag, detail string) {
+	if parent != nil {
+		parent.addFinding(tag, clip(detail, 2000))
+		return
+	}
+	w.res.Findings = append(w.res.Findings, reason.Finding{Tag: tag, Detail: clip(detail, 2000)})
+}
+
+// uuFiles extracts "begin 644 name" blocks of a text body as files.
+func (w *walker) uuFiles(raw []byte, parent *File) error {
+	for _, b := range findUUBlocks(raw, 100) {
+		u := newUUReader(bytes.NewReader(raw[b.start:b.end]))
+		f, err := w.addFile(fileSpec{parent: parent, name: b.name}, u)
+		if err != nil || f == nil {
+			return err
+		}
+		if u.bad > 0 {
+			f.addFinding(reason.MalformedMIME, "uuencoded block with malformed lines skipped")
+		}
+		if err := w.inspect(f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// addText appends NFKC-normalised text to Result.Text within its bound.
+func (w *walker) addText(s string) {
+	room := w.lim.MaxTextBytes - w.text.Len()
+	if room <= 0 || s == "" {
+		return
+	}
+	s = norm.NFKC.String(s)
+	if len(s) > room {
+		s = strings.ToValidUTF8(s[:room], "")
+	}
+	if w.text.Len() > 0 {
+		w.text.WriteByte('\n')
+	}
+	w.text.WriteString(s)
+}
+
+func (w *walker) finishText() {
+	w.res.Text = w.text.String()
+	w.res.Passwords = append([]string(nil), w.bodyPW...)
+	w.res.PasswordAnnounced = w.announced
+}
