@@ -1,6 +1,5 @@
 package archive
 
-func walk7z(w *walker) error  { w.unsupported("7z: not yet"); return nil }
 func walkRAR(w *walker) error { w.unsupported("rar: not yet"); return nil }
 func walkISO(w *walker) error { w.unsupported("iso9660: not yet"); return nil }
 func walkFAT(w *walker) error { w.unsupported("fat: not yet"); return nil }

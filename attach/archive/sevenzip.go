@@ -1,0 +1,228 @@
+package archive
+
+import (
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+
+	"github.com/bodgit/sevenzip"
+)
+
+// szWalk walks a 7z archive whose header passed szReadHeader.
+type szWalk struct {
+	w    *walker
+	info *szInfo
+	zr   *sevenzip.Reader // opened with password pw
+	pw   int              // candidate index of zr's password, -1 for none
+	// keyOf remembers, per encrypted folder, the candidate that opened it
+	// (-1: none did).
+	keyOf map[int]int
+	// pos is how far the library has decoded each folder; reaching a file
+	// further on decodes and discards the bytes in between.
+	pos     map[int]int64
+	skipped int64
+}
+
+func walk7z(w *walker) error {
+	info, err := w.szReadHeader()
+	if info != nil && info.headerEncrypted {
+		w.res.HeadersEncrypted, w.res.Encrypted = true, true
+	}
+	if err != nil {
+		w.szProblem("", err)
+		return nil
+	}
+	if info.headerEncrypted {
+		if info.headerPassword < 0 {
+			w.problem(ProblemCorrupt, "", "7z: the names are encrypted and no candidate password opened them")
+			return nil
+		}
+		w.res.PasswordSource = w.source(info.headerPassword)
+	}
+	if info.files == 0 {
+		return nil
+	}
+	s := &szWalk{w: w, info: info, pw: -1, keyOf: map[int]int{}, pos: map[int]int64{}}
+	if err := s.open(info.headerPassword); err != nil {
+		w.szProblem("", err)
+		return nil
+	}
+	offset := map[int]int64{} // each file's offset in its folder
+	for i, f := range s.zr.File {
+		if w.lim.MaxEntries >= 0 && i > w.lim.MaxEntries {
+			break
+		}
+		off := offset[f.Stream]
+		if !f.FileInfo().IsDir() && f.UncompressedSize > 0 {
+			offset[f.Stream] += int64(f.UncompressedSize)
+		}
+		if err := s.visit(i, f, off); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// szProblem records a 7z error, marking unsupported coders as such.
+func (w *walker) szProblem(entry string, err error) {
+	kind := classify(err)
+	w.problem(kind, entry, err.Error())
+	if kind == ProblemUnsupportedMethod {
+		w.unsupported("7z: " + err.Error())
+	}
+}
+
+// open (re)opens the archive with candidate i (-1: no password).
+func (s *szWalk) open(i int) error {
+	pw := ""
+	if i >= 0 {
+		pw = s.w.keys.cands[i].Value
+	}
+	zr, err := sevenzip.NewReaderWithPassword(s.w.ra, s.w.size, pw)
+	if err != nil {
+		return err
+	}
+	s.zr, s.pw = zr, i
+	return nil
+}
+
+// folder returns the parsed folder of file f, or nil for files without
+// content.
+func (s *szWalk) folder(f *sevenzip.File) *szFolder {
+	fs := s.info.main.folders
+	if f.FileInfo().IsDir() || f.UncompressedSize == 0 || f.Stream < 0 || f.Stream >= len(fs) {
+		return nil
+	}
+	return fs[f.Stream]
+}
+
+func (s *szWalk) visit(i int, f *sevenzip.File, off int64) error {
+	w := s.w
+	e := Entry{Name: f.Name, Size: int64(f.UncompressedSize), CompressedSize: -1, Modified: f.Modified,
+		Dir: f.FileInfo().IsDir()}
+	fo := s.folder(f)
+	if fo == nil {
+		e.CompressedSize = 0
+		return w.emit(e, nil)
+	}
+	e.Method, e.Encrypted = fo.method(), fo.encrypted()
+	if s.info.main.subCounts[f.Stream] == 1 {
+		var packed uint64
+		for _, n := range s.info.main.packSizes[fo.firstPack : fo.firstPack+len(fo.packedIn)] {
+			packed += n
+		}
+		e.CompressedSize = int64(min(packed, 1<<62))
+	}
+	if e.Encrypted {
+		ok, err := s.unlock(i, f.Stream)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			e.Locked = true
+			return w.emit(e, nil)
+		}
+		e.Decrypted, e.PasswordSource = true, w.source(s.pw)
+	}
+	skip := off - s.pos[f.Stream]
+	if skip < 0 {
+		skip = off // the pooled reader is past this file: decoding restarts
+	}
+	if w.lim.MaxTotalBytes >= 0 && w.res.Bytes+s.skipped+skip > w.lim.MaxTotalBytes {
+		w.problem(ProblemTotalSize, f.Name, fmt.Sprintf("reaching it in its solid block needs %d more bytes decoded; walk stopped", skip))
+		w.stopped = true
+		return errStop
+	}
+	s.skipped += skip
+	rc, err := s.zr.File[i].Open()
+	if err != nil {
+		w.szProblem(f.Name, err)
+		return w.emit(e, nil)
+	}
+	defer rc.Close()
+	cr := &countReader{r: rc}
+	var r io.Reader = cr
+	if f.CRC32 != 0 {
+		r = &crcReader{r: cr, h: crc32.NewIEEE(), want: f.CRC32, check: true, size: -1}
+	}
+	err = w.emit(e, &szErrReader{r})
+	s.pos[f.Stream] = off + cr.n
+	return err
+}
+
+// unlock finds the password of an encrypted folder: each candidate opens
+// the archive and decodes the start of file i (up to confirmBytes, or one
+// byte for the password that already worked here; a wrong AES key breaks
+// the LZMA stream at once). The archive stays open with the winner.
+func (s *szWalk) unlock(i, folder int) (bool, error) {
+	if k, ok := s.keyOf[folder]; ok {
+		if k >= 0 && k != s.pw {
+			if err := s.open(k); err != nil {
+				return false, nil
+			}
+			clear(s.pos)
+		}
+		return k >= 0, nil
+	}
+	w := s.w
+	k, err := w.unlock(func(pw string, remembered bool) (bool, error) {
+		zr, err := sevenzip.NewReaderWithPassword(w.ra, w.size, pw)
+		if err != nil {
+			return false, nil
+		}
+		n := int64(confirmBytes)
+		if remembered {
+			n = 1
+		}
+		rc, err := zr.File[i].Open()
+		if err != nil {
+			return false, nil
+		}
+		defer rc.Close()
+		if _, err := io.CopyN(io.Discard, rc, n); err != nil && !errors.Is(err, io.EOF) {
+			return false, nil
+		}
+		return true, nil
+	})
+	if err != nil {
+		return false, err
+	}
+	s.keyOf[folder] = k
+	if k < 0 {
+		return false, nil
+	}
+	if k != s.pw {
+		if err := s.open(k); err != nil {
+			w.szProblem("", err)
+			return false, nil
+		}
+		clear(s.pos)
+	}
+	return true, nil
+}
+
+// countReader counts the bytes read through it.
+type countReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// szErrReader classifies the library's read errors: a wrapped LZMA error
+// with ReadError.Encrypted is what a wrong password looks like.
+type szErrReader struct{ r io.Reader }
+
+func (s *szErrReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	var re *sevenzip.ReadError
+	if err != nil && errors.As(err, &re) && re.Encrypted {
+		err = &kindError{ProblemChecksum, fmt.Errorf("decryption failed (wrong password?): %w", err)}
+	}
+	return n, err
+}

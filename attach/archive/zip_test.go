@@ -1,0 +1,83 @@
+package archive
+
+import (
+	"bytes"
+	"fmt"
+	"path/filepath"
+	"testing"
+)
+
+// makeEncryptedZips builds the same two files as ZipCrypto (Info-ZIP zip
+// -P), ZipCrypto by 7z, and WinZip AES-128/192/256 (7z -mem=AES*), stored
+// and deflated.
+func makeEncryptedZips(t *testing.T, pw, asciiPW string) (string, map[string][]byte) {
+	t.Helper()
+	need(t, "zip", "7z")
+	dir := t.TempDir()
+	files := map[string]string{
+		"doc.txt":     "invoice attached\n",
+		"payload.bin": string(bytes.Repeat([]byte("MZ payload 0123456789 "), 5000)),
+	}
+	writeFiles(t, dir, files)
+	run(t, dir, "zip", "-q", "-P", pw, "zc.zip", "doc.txt", "payload.bin")
+	run(t, dir, "zip", "-q", "-0", "-P", pw, "zc-store.zip", "doc.txt", "payload.bin")
+	// 7-Zip refuses non-ASCII zip passwords; Info-ZIP takes the UTF-8 bytes.
+	run(t, dir, "7z", "a", "-bd", "-tzip", "-mem=ZipCrypto", "-p"+asciiPW, "zc7.zip", "doc.txt", "payload.bin")
+	for _, s := range []string{"AES128", "AES192", "AES256"} {
+		run(t, dir, "7z", "a", "-bd", "-tzip", "-mem="+s, "-p"+asciiPW, s+".zip", "doc.txt", "payload.bin")
+		run(t, dir, "7z", "a", "-bd", "-tzip", "-mx=0", "-mem="+s, "-p"+asciiPW, s+"-store.zip", "doc.txt", "payload.bin")
+	}
+	want := map[string][]byte{}
+	for k, v := range files {
+		want[k] = []byte(v)
+	}
+	return dir, want
+}
+
+func TestZipEncrypted(t *testing.T) {
+	const pw = "Secr3t-パス"
+	const asciiPW = "infected"
+	dir, want := makeEncryptedZips(t, pw, asciiPW)
+	names := []string{"zc.zip", "zc-store.zip", "zc7.zip", "AES128.zip", "AES192.zip", "AES256.zip",
+		"AES128-store.zip", "AES192-store.zip", "AES256-store.zip"}
+	for _, name := range names {
+		data := readFile(t, filepath.Join(dir, name))
+		pw := pw
+		if name != "zc.zip" && name != "zc-store.zip" {
+			pw = asciiPW
+		}
+		t.Run(name, func(t *testing.T) {
+			// Right password as the second candidate.
+			w := walkBytes(t, Zip, data, Options{Passwords: []Password{{"wrong", "body"}, {pw, "thread"}}})
+			if w.err != nil || len(w.res.Problems) > 0 || len(w.res.Locked) > 0 {
+				t.Fatalf("err %v problems %v locked %v", w.err, w.res.Problems, w.res.Locked)
+			}
+			for n, b := range want {
+				if !bytes.Equal(w.content[n], b) {
+					t.Errorf("%s: content differs (%d bytes, want %d)", n, len(w.content[n]), len(b))
+				}
+				e, _ := w.entry(n)
+				if !e.Encrypted || !e.Decrypted || e.PasswordSource != "thread" {
+					t.Errorf("%s: entry %+v", n, e)
+				}
+			}
+			// No password: locked, names listed.
+			w = walkBytes(t, Zip, data, Options{})
+			if len(w.res.Locked) != 2 || !w.res.Encrypted || len(w.content) != 0 {
+				t.Errorf("no password: locked %v encrypted %v content %d", w.res.Locked, w.res.Encrypted, len(w.content))
+			}
+			// Many wrong candidates: locked, cheap.
+			var many []Password
+			for i := range 50 {
+				many = append(many, Password{fmt.Sprintf("guess%d", i), "body"})
+			}
+			w = walkBytes(t, Zip, data, Options{Passwords: many})
+			if len(w.res.Locked) != 2 || len(w.content) != 0 {
+				t.Errorf("wrong passwords: locked %v content %d problems %v", w.res.Locked, len(w.content), w.res.Problems)
+			}
+			if !w.res.HasProblem(ProblemAttempts) {
+				t.Errorf("wrong passwords: no %s problem: %v", ProblemAttempts, w.res.Problems)
+			}
+		})
+	}
+}
