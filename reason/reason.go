@@ -50,6 +50,12 @@ const (
 	Clean                    Tag = "clean"
 )
 
+// Tags added by mailguard after the DESIGN.md list.
+const (
+	// BlockedFile: a file's SHA-256 is on the policy's block list.
+	BlockedFile Tag = "blocked_file"
+)
+
 // Contract lists the DESIGN.md tags in the order the document gives them.
 // A test keeps it equal to the document; new tags go in Extra.
 var Contract = []Tag{
@@ -65,7 +71,7 @@ var Contract = []Tag{
 }
 
 // Extra lists tags mailguard added after the DESIGN.md list. Append only.
-var Extra = []Tag{}
+var Extra = []Tag{BlockedFile}
 
 // Known reports whether t is a tag of the vocabulary.
 func Known(t Tag) bool {
