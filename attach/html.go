@@ -34,7 +34,6 @@ var (
 	reAtob        = regexp.MustCompile(`(?i)\batob\s*\(|base64tobytes|base64decode|fromcharcode`)
 	reClickNav    = regexp.MustCompile(`(?i)\.click\s*\(\s*\)|dispatchevent\s*\(|location(?:\.href)?\s*=`)
 	reDataURI     = regexp.MustCompile(`(?i)data:([a-z0-9.+/-]*)(?:;[a-z0-9=._-]+)*;base64,([A-Za-z0-9+/=\s\\]{16,})`)
-	reB64Literal  = regexp.MustCompile(`[A-Za-z0-9+/]{2048,}={0,2}`)
 	execDataTypes = map[string]bool{
 		"application/octet-stream": true, "application/x-msdownload": true, "application/x-msdos-program": true,
 		"application/x-dosexec": true, "application/zip": true, "application/x-zip-compressed": true,
@@ -59,7 +58,7 @@ func smugglingIndicators(doc []byte) []string {
 	atob := reAtob.Match(doc)
 	nav := reClickNav.Match(doc)
 	big := 0
-	for _, m := range reB64Literal.FindAllIndex(doc, 64) {
+	for _, m := range b64Runs(doc, 2048, 64) {
 		big = max(big, m[1]-m[0])
 	}
 	deliver := objURL || msSave || dl
@@ -184,8 +183,8 @@ func (w *walker) htmlFile(f *File) {
 	for _, m := range reDataURI.FindAllSubmatch(doc, 32) {
 		extract(m[2])
 	}
-	for _, m := range reB64Literal.FindAll(doc, 32) {
-		extract(m)
+	for _, m := range b64Runs(doc, 2048, 32) {
+		extract(doc[m[0]:m[1]])
 	}
 }
 
@@ -237,3 +236,26 @@ func htmlToText(s string) string {
 	}
 }
 
+// b64Runs returns up to max runs of at least minLen base64 characters
+// (RE2 cannot express such long repeats).
+func b64Runs(doc []byte, minLen, max int) [][2]int {
+	var out [][2]int
+	start := -1
+	for i := 0; i <= len(doc) && len(out) < max; i++ {
+		in := i < len(doc) && isB64Char(doc[i])
+		switch {
+		case in && start < 0:
+			start = i
+		case !in && start >= 0:
+			if i-start >= minLen {
+				out = append(out, [2]int{start, i})
+			}
+			start = -1
+		}
+	}
+	return out
+}
+
+func isB64Char(c byte) bool {
+	return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '/'
+}

@@ -23,6 +23,12 @@ func partFilename(e *entity) string {
 	if n := param2231(disp, "filename"); n != "" {
 		return n
 	}
+	if !isASCII(disp) {
+		// Raw 8-bit names: the media type parser would replace the bytes.
+		if v := rawParam(disp, "filename"); v != "" {
+			return decodeWords(v)
+		}
+	}
 	if disp != "" {
 		if _, params, _, err := mediatype.Parse(disp); err == nil && params["filename"] != "" {
 			return decodeWords(params["filename"])
@@ -34,6 +40,11 @@ func partFilename(e *entity) string {
 	ct := e.get("content-type")
 	if n := param2231(ct, "name"); n != "" {
 		return n
+	}
+	if !isASCII(ct) {
+		if v := rawParam(ct, "name"); v != "" {
+			return decodeWords(v)
+		}
 	}
 	if v := e.params["name"]; v != "" {
 		return decodeWords(v)
@@ -371,4 +382,13 @@ func traversal(name string) string {
 		}
 	}
 	return ""
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
