@@ -78,26 +78,28 @@ func SubjectAnnouncesPassword(subject string) bool {
 // punctuation character trimmed, and with a leading quote or bracket
 // trimmed.
 func tokenVariants(tok string) []string {
+	const trail = "\"')]>.,;:」』】。、!?"
+	const lead = "\"'([<「『【“"
 	out := []string{tok}
-	const trail = "\"')]>.,;:」』】。、"
-	for _, r := range trail {
-		if strings.HasSuffix(tok, string(r)) {
-			out = append(out, strings.TrimSuffix(tok, string(r)))
+	t := tok
+	for i := 0; i < 3; i++ {
+		r := []rune(t)
+		if len(r) == 0 || !strings.ContainsRune(trail, r[len(r)-1]) {
 			break
 		}
+		t = string(r[:len(r)-1])
+		out = append(out, t)
 	}
-	const lead = "\"'([<「『【“"
-	for _, r := range lead {
-		if strings.HasPrefix(tok, string(r)) {
-			v := strings.TrimPrefix(tok, string(r))
-			out = append(out, v)
-			for _, q := range trail {
-				if strings.HasSuffix(v, string(q)) {
-					out = append(out, strings.TrimSuffix(v, string(q)))
-					break
-				}
+	if r := []rune(tok); len(r) > 0 && strings.ContainsRune(lead, r[0]) {
+		t = string(r[1:])
+		out = append(out, t)
+		for i := 0; i < 3; i++ {
+			r := []rune(t)
+			if len(r) == 0 || !strings.ContainsRune(trail, r[len(r)-1]) {
+				break
 			}
-			break
+			t = string(r[:len(r)-1])
+			out = append(out, t)
 		}
 	}
 	return out
