@@ -20,8 +20,7 @@ type szWalk struct {
 	keyOf map[int]int
 	// pos is how far the library has decoded each folder; reaching a file
 	// further on decodes and discards the bytes in between.
-	pos     map[int]int64
-	skipped int64
+	pos map[int]int64
 }
 
 func walk7z(w *walker) error {
@@ -35,8 +34,7 @@ func walk7z(w *walker) error {
 	}
 	if info.headerEncrypted {
 		if info.headerPassword < 0 {
-			w.problem(ProblemCorrupt, "", "7z: the names are encrypted and no candidate password opened them")
-			return nil
+			return nil // HeadersEncrypted without PasswordSource says it
 		}
 		w.res.PasswordSource = w.source(info.headerPassword)
 	}
@@ -129,12 +127,12 @@ func (s *szWalk) visit(i int, f *sevenzip.File, off int64) error {
 	if skip < 0 {
 		skip = off // the pooled reader is past this file: decoding restarts
 	}
-	if w.lim.MaxTotalBytes >= 0 && w.res.Bytes+s.skipped+skip > w.lim.MaxTotalBytes {
+	if w.lim.MaxTotalBytes >= 0 && w.res.Bytes+w.skipped+skip > w.lim.MaxTotalBytes {
 		w.problem(ProblemTotalSize, f.Name, fmt.Sprintf("reaching it in its solid block needs %d more bytes decoded; walk stopped", skip))
 		w.stopped = true
 		return errStop
 	}
-	s.skipped += skip
+	w.skipped += skip
 	rc, err := s.zr.File[i].Open()
 	if err != nil {
 		w.szProblem(f.Name, err)

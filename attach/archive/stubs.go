@@ -1,6 +1,5 @@
 package archive
 
-func walkRAR(w *walker) error { w.unsupported("rar: not yet"); return nil }
 func walkISO(w *walker) error { w.unsupported("iso9660: not yet"); return nil }
 func walkFAT(w *walker) error { w.unsupported("fat: not yet"); return nil }
 func walkCAB(w *walker) error { w.unsupported("cab: not yet"); return nil }

@@ -40,6 +40,7 @@ type walker struct {
 	res    Result
 	keys   keyring
 
+	skipped int64                // bytes decoded but not delivered (solid blocks)
 	stopped bool                 // an archive-wide limit ended the walk
 	once    map[ProblemKind]bool // archive-wide problems already reported
 }
@@ -266,7 +267,7 @@ func (er *entryReader) allowance() (n int64, kind ProblemKind) {
 	}
 	w := er.w
 	if w.lim.MaxTotalBytes >= 0 {
-		tighten(w.lim.MaxTotalBytes-w.res.Bytes, ProblemTotalSize)
+		tighten(w.lim.MaxTotalBytes-w.res.Bytes-w.skipped, ProblemTotalSize)
 	}
 	if w.lim.MaxRatio > 0 && w.size > 0 {
 		tighten(max(ratioFloor, int64(w.lim.MaxRatio*float64(w.size)))-w.res.Bytes, archiveRatio)
@@ -405,4 +406,40 @@ func dosTime(date, tm uint16) time.Time {
 	}
 	return time.Date(int(date>>9)+1980, time.Month(date>>5&0xf), int(date&0x1f),
 		int(tm>>11), int(tm>>5&0x3f), int(tm&0x1f)*2, 0, time.UTC)
+}
+
+// skip decodes and discards up to n bytes (n < 0: to the end) of an entry
+// that must be passed through, as in a solid block where the next entry
+// depends on this one. The bytes count against MaxTotalBytes like
+// delivered ones; when they would not fit, the walk stops instead.
+func (w *walker) skip(name string, r io.Reader, n int64) error {
+	if n == 0 {
+		return nil
+	}
+	budget := int64(-1)
+	if w.lim.MaxTotalBytes >= 0 {
+		budget = max(w.lim.MaxTotalBytes-w.res.Bytes-w.skipped, 0)
+	}
+	if budget >= 0 && (n < 0 || n > budget) {
+		w.problem(ProblemTotalSize, name, "the rest of this entry in its solid block is beyond the archive budget; walk stopped")
+		w.stopped = true
+		return errStop
+	}
+	buf := make([]byte, 64<<10)
+	for done := int64(0); ; {
+		if err := w.ctx.Err(); err != nil {
+			return err
+		}
+		k, err := r.Read(buf)
+		w.skipped += int64(k)
+		done += int64(k)
+		if err != nil {
+			return nil // the next entry will show what is wrong
+		}
+		if budget >= 0 && done > budget {
+			w.problem(ProblemTotalSize, name, "this entry in its solid block goes on beyond the archive budget; walk stopped")
+			w.stopped = true
+			return errStop
+		}
+	}
 }
