@@ -55,6 +55,7 @@ type Message struct {
 	Direction  string    `json:"direction"`
 	ClientIP   string    `json:"client_ip"`
 	HELO       string    `json:"helo"`
+	Proto      string    `json:"proto"` // ESMTP, ESMTPS, UTF8SMTPS… for the Received field
 	MailFrom   string    `json:"mail_from"`
 	Rcpts      []string  `json:"rcpts"`
 	Size       int64     `json:"size"`
@@ -186,6 +187,10 @@ type Store interface {
 	DeliveryRetry(ctx context.Context, id int64, at time.Time, pending []string, results []RcptResult) error
 	// PendingDeliveries counts deliveries not finished.
 	PendingDeliveries(ctx context.Context) (int, error)
+
+	// RemoveContent deletes the spool bytes of a message in a final state
+	// (deleted); the row and its audit trail stay.
+	RemoveContent(ctx context.Context, id string) error
 
 	// AddAudit records an operator action.
 	AddAudit(ctx context.Context, a Audit) error

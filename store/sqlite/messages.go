@@ -113,10 +113,10 @@ func (s *DB) addSpooled(id string, b []byte) (string, error) {
 
 func insertMessage(tx *sql.Tx, m *store.Message, now time.Time) error {
 	_, err := tx.Exec(`INSERT INTO messages (id, received_at, state, state_at, direction,
-		client_ip, helo, mail_from, rcpts, size, message_id, hdr_from, subject, action,
+		client_ip, helo, proto, mail_from, rcpts, size, message_id, hdr_from, subject, action,
 		reasons, score, decision, prepend, hold_until)
-		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
-		m.ID, us(m.ReceivedAt), string(m.State), us(now), m.Direction, m.ClientIP, m.HELO,
+		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+		m.ID, us(m.ReceivedAt), string(m.State), us(now), m.Direction, m.ClientIP, m.HELO, m.Proto,
 		m.MailFrom, jsonList(m.Rcpts), m.Size, m.MessageID, m.From, m.Subject, m.Action,
 		jsonList(m.Reasons), m.Score, []byte(m.Decision), m.Prepend, us(m.HoldUntil))
 	if err != nil {
@@ -137,7 +137,7 @@ func (s *DB) Open(ctx context.Context, id string) (io.ReadSeekCloser, error) {
 	return f, err
 }
 
-const msgCols = `id, received_at, state, state_at, direction, client_ip, helo, mail_from,
+const msgCols = `id, received_at, state, state_at, direction, client_ip, helo, proto, mail_from,
 	rcpts, size, message_id, hdr_from, subject, action, reasons, score, decision, prepend,
 	hold_until`
 
@@ -146,7 +146,7 @@ func scanMessage(row interface{ Scan(...any) error }) (*store.Message, error) {
 	var recv, stAt, hold int64
 	var st, rcpts, reasons string
 	var decision, prepend []byte
-	err := row.Scan(&m.ID, &recv, &st, &stAt, &m.Direction, &m.ClientIP, &m.HELO, &m.MailFrom,
+	err := row.Scan(&m.ID, &recv, &st, &stAt, &m.Direction, &m.ClientIP, &m.HELO, &m.Proto, &m.MailFrom,
 		&rcpts, &m.Size, &m.MessageID, &m.From, &m.Subject, &m.Action, &reasons, &m.Score,
 		&decision, &prepend, &hold)
 	if err != nil {
@@ -428,4 +428,20 @@ func parseList(s string) []string {
 
 func placeholders(n int) string {
 	return strings.TrimSuffix(strings.Repeat("?,", n), ",")
+}
+
+// RemoveContent implements store.Store.
+func (s *DB) RemoveContent(ctx context.Context, id string) error {
+	m, err := s.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	if m.State != store.Deleted {
+		return fmt.Errorf("store: %s is %s; only deleted messages lose their content", id, m.State)
+	}
+	err = os.Remove(s.spoolPath(id))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return err
 }

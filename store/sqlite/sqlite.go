@@ -108,6 +108,7 @@ var schema = []string{
 		direction   TEXT NOT NULL DEFAULT '',
 		client_ip   TEXT NOT NULL DEFAULT '',
 		helo        TEXT NOT NULL DEFAULT '',
+		proto       TEXT NOT NULL DEFAULT '',
 		mail_from   TEXT NOT NULL DEFAULT '',
 		rcpts       TEXT NOT NULL DEFAULT '[]',
 		size        INTEGER NOT NULL DEFAULT 0,

@@ -1,0 +1,247 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/mailguard/mailguard/policy"
+	"github.com/mailguard/mailguard/reason"
+	"github.com/mailguard/mailguard/smtp"
+	"github.com/mailguard/mailguard/store"
+)
+
+var _ smtp.Handler = (*Gateway)(nil)
+
+// Connect implements smtp.Handler.
+func (g *Gateway) Connect(ctx context.Context, c smtp.ConnInfo) error { return nil }
+
+// Mail implements smtp.Handler.
+func (g *Gateway) Mail(ctx context.Context, e *smtp.Envelope) error { return nil }
+
+// Rcpt implements smtp.Handler.
+func (g *Gateway) Rcpt(ctx context.Context, e *smtp.Envelope, rcpt string) error { return nil }
+
+// Data implements smtp.Handler: the message is made durable, inspected, and
+// the decision persisted before the reply is written.
+func (g *Gateway) Data(ctx context.Context, e *smtp.Envelope, r io.Reader) error {
+	log := g.log.With("msg_id", e.ID)
+	m := &store.Message{ID: e.ID, Direction: string(e.Direction), ClientIP: e.Conn.RemoteIP.Unmap().String(),
+		HELO: e.Conn.HELO, Proto: proto(e), MailFrom: e.MailFrom, Rcpts: e.Rcpts, ReceivedAt: e.Received.UTC()}
+	if _, err := g.st.Accept(ctx, m, r); err != nil {
+		var rej *smtp.Reject
+		if !errors.As(err, &rej) {
+			log.Error("spool failed", "err", err)
+		}
+		return err
+	}
+	g.events.Write(Event{Event: "received", MsgID: m.ID, Direction: m.Direction, ClientIP: m.ClientIP,
+		HELO: m.HELO, MailFrom: &m.MailFrom, Rcpts: m.Rcpts, Size: m.Size})
+	log.Info("message received", "client_ip", m.ClientIP, "helo", m.HELO, "mail_from", m.MailFrom,
+		"rcpt", m.Rcpts, "size", m.Size)
+	return g.process(ctx, m, InspectOptions{}, []store.State{store.Received})
+}
+
+// process inspects a stored message and applies the decision. The returned
+// error is the SMTP reply for a connected client (nil = 250).
+func (g *Gateway) process(ctx context.Context, m *store.Message, opt InspectOptions, from []store.State) error {
+	rep, err := g.inspectStored(ctx, m, opt)
+	if err != nil {
+		metricInspectErrors.Inc()
+		g.log.Error("inspection failed", "msg_id", m.ID, "err", err)
+		return g.applyFailure(ctx, m, from, err)
+	}
+	defer rep.Close()
+	return g.apply(ctx, m, rep, from)
+}
+
+// inspectStored runs Inspect over a message in the store.
+func (g *Gateway) inspectStored(ctx context.Context, m *store.Message, opt InspectOptions) (*Report, error) {
+	f, err := g.st.Open(ctx, m.ID)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	ra, ok := f.(io.ReaderAt)
+	if !ok {
+		return nil, fmt.Errorf("spool %s: not random access", m.ID)
+	}
+	ip, _ := parseAddr(m.ClientIP)
+	env := Envelope{ID: m.ID, Direction: m.Direction, ClientIP: ip, HELO: m.HELO, MailFrom: m.MailFrom,
+		Rcpts: m.Rcpts, Received: m.ReceivedAt}
+	return g.Inspect(ctx, env, ra, m.Size, opt)
+}
+
+// stateFor maps an action to the lifecycle state it leads to.
+func stateFor(a policy.Action) store.State {
+	switch a {
+	case policy.Deliver, policy.Tag:
+		return store.Queued
+	case policy.Hold:
+		return store.Held
+	case policy.Quarantine:
+		return store.Quarantined
+	default: // reject, tempfail: the client was told, nothing is kept for delivery
+		return store.Rejected
+	}
+}
+
+// apply persists the decision (state before action) and returns the reply.
+func (g *Gateway) apply(ctx context.Context, m *store.Message, rep *Report, from []store.State) error {
+	log := g.log.With("msg_id", m.ID)
+	st := stateFor(rep.Action)
+	blob, err := json.Marshal(rep)
+	if err != nil {
+		return g.applyFailure(ctx, m, from, fmt.Errorf("encode report: %w", err))
+	}
+	d := store.Decided{State: st, MessageID: rep.Header.MessageID, Subject: rep.Header.Subject,
+		Action: string(rep.Action), Reasons: tagStrings(rep.Reasons), Score: rep.Score,
+		Decision: blob, HoldUntil: rep.HoldUntil, Files: fileRefs(rep)}
+	if len(rep.Header.From) > 0 {
+		d.From = formatAddress(rep.Header.From[0].Name, rep.Header.From[0].Addr)
+	}
+	if st == store.Queued {
+		d.Deliveries = []store.Delivery{{Route: route(m.Direction), MailFrom: m.MailFrom, Rcpts: m.Rcpts}}
+	}
+	// Inbound delivery headers are fixed now, from the decision.
+	d.Prepend = []byte(g.prependHeaders(m, rep))
+	if err := g.st.Decide(ctx, m.ID, from, d); err != nil {
+		if errors.Is(err, store.ErrState) {
+			// Another worker (or the CLI) moved it first; nothing to do.
+			log.Info("decision skipped, message moved on", "err", err)
+			return nil
+		}
+		log.Error("persist decision failed", "err", err)
+		return err
+	}
+	metricDecisions.WithLabelValues(string(rep.Action)).Inc()
+	for _, r := range rep.Reasons {
+		metricReasons.WithLabelValues(string(r)).Inc()
+	}
+	log.Info("message inspected", "action", rep.Action, "reasons", rep.Reasons, "score", rep.Score,
+		"rule", rep.Rule, "files", len(rep.Files), "took_ms", rep.TookMS)
+	g.emitDecision(m, rep, st)
+	switch st {
+	case store.Queued:
+		wake(g.wakeQ)
+	case store.Held:
+		wake(g.wakeHold)
+	}
+	return replyFor(rep)
+}
+
+// emitDecision writes the inspected event and the one for the new state.
+func (g *Gateway) emitDecision(m *store.Message, rep *Report, st store.State) {
+	ev := Event{MsgID: m.ID, MessageID: rep.Header.MessageID, Direction: m.Direction, ClientIP: m.ClientIP,
+		MailFrom: &m.MailFrom, Rcpts: m.Rcpts, Subject: rep.Header.Subject, Action: string(rep.Action),
+		Reasons: tagStrings(rep.Reasons), Score: &rep.Score, SHA256: hashes(rep)}
+	if len(rep.Header.From) > 0 {
+		ev.From = rep.Header.From[0].Addr
+	}
+	if rep.Auth != nil {
+		ev.Auth = map[string]string{"spf": string(rep.Auth.SPF.Status), "dkim": rep.facts.Auth.DKIM,
+			"dmarc": string(rep.Auth.DMARC.Status)}
+	}
+	ev.Event = "inspected"
+	g.events.Write(ev)
+	ev.Event = string(st)
+	if st == store.Held {
+		ev.HoldUntil = &rep.HoldUntil
+	}
+	g.events.Write(ev)
+}
+
+// applyFailure handles an inspection that failed inside mailguard: the
+// policy's on_error decides between tempfail (the client retries; the row
+// is marked rejected first so Resume does not deliver it as well) and hold.
+func (g *Gateway) applyFailure(ctx context.Context, m *store.Message, from []store.State, cause error) error {
+	p := g.Policy()
+	st, action := store.Rejected, policy.Tempfail
+	if p.Settings.OnError == "hold" {
+		st, action = store.Held, policy.Hold
+	}
+	blob, _ := json.Marshal(map[string]any{"action": action, "reasons": []string{}, "errors": []string{cause.Error()}})
+	err := g.st.Decide(ctx, m.ID, from, store.Decided{State: st, Action: string(action), Decision: blob,
+		HoldUntil: g.now().Add(policy.DefaultSandboxHold)})
+	if err != nil && !errors.Is(err, store.ErrState) {
+		g.log.Error("persist failure decision failed", "msg_id", m.ID, "err", err)
+	}
+	metricDecisions.WithLabelValues(string(action)).Inc()
+	g.events.Write(Event{Event: string(st), MsgID: m.ID, Action: string(action), Detail: "inspection failed"})
+	if action == policy.Hold {
+		return nil
+	}
+	return &smtp.Reject{Code: 451, Enhanced: [3]int{4, 3, 0}, Text: "temporary local problem, please try again later"}
+}
+
+// replyFor turns a decision into the client's reply (nil = 250).
+func replyFor(rep *Report) error {
+	switch rep.Action {
+	case policy.Reject:
+		return &smtp.Reject{Code: 550, Enhanced: [3]int{5, 7, 1}, Text: rejectText(rep)}
+	case policy.Tempfail:
+		return &smtp.Reject{Code: 451, Enhanced: [3]int{4, 7, 1}, Text: "message deferred (" + reasonList(rep) + "), please try again later"}
+	}
+	return nil
+}
+
+func rejectText(rep *Report) string {
+	for _, r := range rep.Reasons {
+		if r == reason.DMARCReject && rep.Auth != nil {
+			return "message rejected per DMARC policy of " + rep.Auth.DMARC.HeaderFrom
+		}
+	}
+	return "message refused by policy (" + reasonList(rep) + ")"
+}
+
+func reasonList(rep *Report) string { return strings.Join(tagStrings(rep.Reasons), ", ") }
+
+func route(direction string) string {
+	if direction == "outbound" {
+		return "outbound"
+	}
+	return "inbound"
+}
+
+func proto(e *smtp.Envelope) string {
+	p := "ESMTP"
+	if e.SMTPUTF8 {
+		p = "UTF8SMTP"
+	}
+	if e.Conn.TLS != nil {
+		p += "S"
+	}
+	return p
+}
+
+func tagStrings(ts []reason.Tag) []string {
+	out := make([]string, len(ts))
+	for i, t := range ts {
+		out[i] = string(t)
+	}
+	return out
+}
+
+func fileRefs(rep *Report) []store.FileRef {
+	var out []store.FileRef
+	for _, f := range rep.Files {
+		if f.SHA256 == "" {
+			continue
+		}
+		out = append(out, store.FileRef{SHA256: f.SHA256, Path: f.Path, Name: f.Name, Type: f.Type, Size: f.Size})
+	}
+	return out
+}
+
+func hashes(rep *Report) []string {
+	var out []string
+	for _, f := range rep.Files {
+		if f.SHA256 != "" && !f.Derived {
+			out = append(out, f.SHA256)
+		}
+	}
+	return out
+}
