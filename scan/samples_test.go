@@ -55,16 +55,16 @@ func lnkFile(target, args string) []byte {
 	}
 	var b bytes.Buffer
 	le := func(v any) { _ = binary.Write(&b, binary.LittleEndian, v) }
-	le(uint32(0x4C))                                                    // HeaderSize
+	le(uint32(0x4C))                                                         // HeaderSize
 	b.Write([]byte{1, 0x14, 2, 0, 0, 0, 0, 0, 0xC0, 0, 0, 0, 0, 0, 0, 0x46}) // LinkCLSID
-	le(flags)                                                           // LinkFlags
-	le(uint32(0x20))                                                    // FileAttributes: archive
-	b.Write(make([]byte, 24))                                           // creation, access, write times
-	le(uint32(0))                                                       // FileSize
-	le(uint32(0))                                                       // IconIndex
-	le(uint32(7))                                                       // ShowCommand: SW_SHOWMINNOACTIVE
-	le(uint16(0))                                                       // HotKey
-	b.Write(make([]byte, 10))                                           // reserved
+	le(flags)                                                                // LinkFlags
+	le(uint32(0x20))                                                         // FileAttributes: archive
+	b.Write(make([]byte, 24))                                                // creation, access, write times
+	le(uint32(0))                                                            // FileSize
+	le(uint32(0))                                                            // IconIndex
+	le(uint32(7))                                                            // ShowCommand: SW_SHOWMINNOACTIVE
+	le(uint16(0))                                                            // HotKey
+	b.Write(make([]byte, 10))                                                // reserved
 	str := func(s string) {
 		le(uint16(len(utf16.Encode([]rune(s)))))
 		b.Write(utf16le(s))
@@ -88,7 +88,7 @@ func oneNote(pageText string, payloads ...[]byte) []byte {
 		b.Write(make([]byte, 64))
 		b.Write([]byte{0xE7, 0x16, 0xE3, 0xBD, 0x65, 0x26, 0x11, 0x45, 0xA4, 0xC4, 0x8D, 0x4D, 0x0B, 0x7A, 0x9E, 0xAC})
 		_ = binary.Write(&b, binary.LittleEndian, uint64(len(p))) // cbLength
-		b.Write(make([]byte, 4+8))                               // unused, reserved
+		b.Write(make([]byte, 4+8))                                // unused, reserved
 		b.Write(p)
 		b.Write(make([]byte, (8-len(p)%8)%8))
 		b.Write([]byte{0x22, 0xA7, 0xFC, 0x71, 0x71, 0x26, 0x46, 0x45, 0x88, 0xB2, 0x7F, 0xC9, 0x27, 0x1E, 0x8B, 0x17}) // footer GUID
@@ -160,8 +160,8 @@ func xlsBIFF(sheetType, hidden byte, fn uint16, argc byte) []byte {
 	b.Write(biffRecord(0x0085, bs))
 	// FORMULA: row, col, ixfe, cached value, flags, chn, then cce + rgce.
 	rgce := []byte{0x17, 8, 0}
-	rgce = append(rgce, "calc.exe"...)                                    // ptgStr "calc.exe"
-	rgce = append(rgce, 0x42, argc, byte(fn), byte(fn>>8))               // ptgFuncVar
+	rgce = append(rgce, "calc.exe"...)                     // ptgStr "calc.exe"
+	rgce = append(rgce, 0x42, argc, byte(fn), byte(fn>>8)) // ptgFuncVar
 	f := make([]byte, 20)
 	f = binary.LittleEndian.AppendUint16(f, uint16(len(rgce)))
 	f = append(f, rgce...)
