@@ -98,16 +98,7 @@ func value(s string) string {
 	if local, domain, ok := strings.Cut(s, "@"); ok && (local == "" || isToken(local)) && isDomainLike(domain) {
 		return s
 	}
-	var b strings.Builder
-	b.WriteByte('"')
-	for i := 0; i < len(s); i++ {
-		if s[i] == '"' || s[i] == '\\' {
-			b.WriteByte('\\')
-		}
-		b.WriteByte(s[i])
-	}
-	b.WriteByte('"')
-	return b.String()
+	return `"` + s + `"` // clean left no '"' or '\\' to escape
 }
 
 // isToken reports whether s is an RFC 2045 token.
@@ -142,23 +133,30 @@ func comment(s string) string {
 	if s == "" {
 		return ""
 	}
-	var b strings.Builder
-	b.WriteString(" (")
-	for i := 0; i < len(s); i++ {
-		if s[i] == '(' || s[i] == ')' || s[i] == '\\' {
-			b.WriteByte('\\')
-		}
-		b.WriteByte(s[i])
-	}
-	b.WriteByte(')')
-	return b.String()
+	return " (" + s + ")"
 }
 
-// clean drops control characters (CR, LF, NUL, …) and bounds the length.
+// clean drops control characters (CR, LF, NUL, …), bounds the length and
+// replaces the characters that delimit results, comments and quoted
+// strings. Quoting them would be valid RFC 8601, but values come from the
+// sender (MAIL FROM, HELO, DNS) and naive downstream parsers split on ';'
+// even inside quotes, so `MAIL FROM:<"x;dkim=pass"@evil.example>` must not
+// reach them as written.
 func clean(s string) string {
 	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
+		switch {
+		case r < 0x20 || r == 0x7f:
 			return -1
+		case r == ';':
+			return ','
+		case r == '(':
+			return '['
+		case r == ')':
+			return ']'
+		case r == '"':
+			return '\''
+		case r == '\\':
+			return '/'
 		}
 		return r
 	}, s)
@@ -187,7 +185,7 @@ func StripAuthResults(header []byte, authservID string) (out []byte, removed int
 		}
 		rest = rest[end:]
 		name, val, ok := bytes.Cut(field, []byte(":"))
-		if ok && strings.EqualFold(strings.TrimRight(string(name), " \t"), "Authentication-Results") &&
+		if ok && bytes.EqualFold(bytes.TrimRight(name, " \t"), []byte("Authentication-Results")) &&
 			want != "" && normalizeID(authservIDOf(val)) == want {
 			removed++
 			continue

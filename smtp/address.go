@@ -22,10 +22,11 @@ type mailbox struct {
 	literal              bool
 }
 
-// String is the address as it is stored in the envelope and relayed.
+// String is the address as it is stored in the envelope and relayed; ""
+// for the null reverse path.
 func (m mailbox) String() string {
-	if m.domain == "" {
-		return m.local
+	if m.local == "" {
+		return ""
 	}
 	return m.local + "@" + m.domain
 }
@@ -98,12 +99,7 @@ func parseMailbox(s string, reverse, utf8ok bool) (mailbox, string, addrError) {
 	}
 	m.local = local
 	if !strings.HasPrefix(rest, "@") {
-		// RFC 5321 §4.5.1: "postmaster" without a domain must be accepted
-		// as a recipient.
-		if !reverse && strings.EqualFold(local, "postmaster") {
-			return m, rest, addrOK
-		}
-		return m, "", addrBadSyntax
+		return m, "", addrBadSyntax // bare <postmaster> is rewritten by the front end
 	}
 	rest = rest[1:]
 	end := strings.IndexAny(rest, "> \t")
@@ -201,7 +197,9 @@ func parseQuoted(s string, reverse, utf8ok bool) (string, string, addrError) {
 }
 
 func canonicalQuoted(content, rest string, reverse bool) (string, string, addrError) {
-	if content == "" {
+	// Angle brackets inside quotes are legal but only ever confuse the
+	// next parser (ours relays the path inside <...>).
+	if content == "" || strings.ContainsAny(content, "<>") {
 		return "", "", addrBadSyntax
 	}
 	if !reverse && strings.ContainsAny(content, "@%!") {

@@ -93,6 +93,8 @@ type conn struct {
 	bdatDeadline time.Time
 	lines        int
 	readErr      error
+	rawCR        bool        // DATA: the previous raw byte was CR
+	bareNewline  atomic.Bool // DATA: a bare CR or LF was on the wire
 
 	// Write side (go-smtp's replies), guarded by wmu.
 	wmu         sync.Mutex
@@ -283,6 +285,8 @@ func (c *conn) settle() {
 		if code == 354 {
 			c.mode = modeData
 			c.dotState = dotBeginLine
+			c.rawCR = false
+			c.bareNewline.Store(false)
 			c.dataDeadline = time.Now().Add(c.srv.cfg.DataTimeout)
 		}
 	case "BDAT":
@@ -291,8 +295,9 @@ func (c *conn) settle() {
 		if !c.bdatValid {
 			return
 		}
-		if c.bdatDeadline.IsZero() {
+		if c.bdatDeadline.IsZero() { // a new BDAT transaction
 			c.bdatDeadline = time.Now().Add(c.srv.cfg.DataTimeout)
+			c.bareNewline.Store(false) // chunks are checked by the session as they are
 		}
 		c.chunkLeft = c.bdatSize
 		c.mode = modeChunk
@@ -339,6 +344,7 @@ func (c *conn) readCommand(p []byte) (int, error) {
 		if handled {
 			continue
 		}
+		line = c.rewritePostmaster(line)
 		c.noteCommand(line)
 		n := copy(p, line)
 		c.pending = append(c.pending[:0], line[n:]...)
@@ -444,6 +450,21 @@ func splitVerb(line []byte) (string, string) {
 	return strings.ToUpper(verb), strings.TrimSpace(arg)
 }
 
+// rewritePostmaster turns "RCPT TO:<postmaster>", which RFC 5321 §4.5.1
+// requires us to accept but go-smtp's parser refuses (no domain), into the
+// postmaster of the first local domain.
+func (c *conn) rewritePostmaster(line []byte) []byte {
+	first := c.srv.local.first
+	if first == "" || len(line) < 8 || !strings.EqualFold(string(line[:8]), "RCPT TO:") {
+		return line
+	}
+	rest := strings.TrimLeft(string(line[8:]), " ")
+	if len(rest) < 12 || !strings.EqualFold(rest[:12], "<postmaster>") {
+		return line
+	}
+	return []byte("RCPT TO:<postmaster@" + first + ">" + rest[12:])
+}
+
 // noteCommand records a line handed to go-smtp, to act on its reply.
 func (c *conn) noteCommand(line []byte) {
 	s := string(line)
@@ -507,6 +528,12 @@ func (c *conn) readData(p []byte) (int, error) {
 		if err != nil {
 			return n, err
 		}
+		// Look at the wire, not at go-smtp's output: dot-unstuffing can
+		// hide a bare CR (go-smtp drops ".\r" after CRLF).
+		if b == '\n' && !c.rawCR || c.rawCR && b != '\n' {
+			c.bareNewline.Store(true)
+		}
+		c.rawCR = b == '\r'
 		c.dotState = nextDotState(c.dotState, b)
 		p[n] = b
 		n++

@@ -83,21 +83,20 @@ func cleanText(s, fallback string) string {
 // Refusals mailguard itself produces. Each carries a fixed text and a
 // metric reason.
 var (
-	errRelayDenied     = &Reject{550, [3]int{5, 7, 1}, "relay access denied"}
-	errBadSender       = &Reject{501, [3]int{5, 1, 7}, "bad sender address syntax"}
-	errBadRcpt         = &Reject{501, [3]int{5, 1, 3}, "bad recipient address syntax"}
-	errRoutedSender    = &Reject{553, [3]int{5, 1, 7}, "source routes are not accepted in the sender address"}
-	errRoutedRcpt      = &Reject{553, [3]int{5, 1, 3}, "routing syntax (source route, %, !, quoted @) is not accepted in recipient addresses"}
-	errNeedUTF8        = &Reject{553, [3]int{5, 6, 7}, "non-ASCII address requires the SMTPUTF8 parameter"}
-	errNoPostmaster    = &Reject{550, [3]int{5, 1, 1}, "no local postmaster configured"}
-	errNeedHelo        = &Reject{503, [3]int{5, 5, 1}, "send EHLO or HELO first"}
-	errBareNewline     = &Reject{550, [3]int{5, 5, 2}, "bare LF/CR not allowed (RFC 5321 §2.3.8), message refused"}
-	errTooBig          = &Reject{552, [3]int{5, 3, 4}, "message size exceeds fixed maximum message size"}
-	errLineTooLong     = &Reject{554, [3]int{5, 6, 0}, "message line too long"}
-	errDataTimeout     = &Reject{421, [3]int{4, 4, 2}, "timeout exceeded while receiving the message"}
-	errDataAborted     = &Reject{451, [3]int{4, 3, 0}, "message transfer aborted"}
-	errHandlerNoDrain  = errors.New("smtp: handler returned without consuming the message")
-	errHandlerNoResult = errors.New("smtp: handler accepted a message whose stream failed")
+	errRelayDenied    = &Reject{550, [3]int{5, 7, 1}, "relay access denied"}
+	errBadSender      = &Reject{501, [3]int{5, 1, 7}, "bad sender address syntax"}
+	errBadRcpt        = &Reject{501, [3]int{5, 1, 3}, "bad recipient address syntax"}
+	errRoutedSender   = &Reject{553, [3]int{5, 1, 7}, "source routes are not accepted in the sender address"}
+	errRoutedRcpt     = &Reject{553, [3]int{5, 1, 3}, "routing syntax (source route, %, !, quoted @) is not accepted in recipient addresses"}
+	errNeedUTF8       = &Reject{553, [3]int{5, 6, 7}, "non-ASCII address requires the SMTPUTF8 parameter"}
+	errNeedHelo       = &Reject{503, [3]int{5, 5, 1}, "send EHLO or HELO first"}
+	errBareNewline    = &Reject{550, [3]int{5, 5, 2}, "bare LF/CR not allowed (RFC 5321 section 2.3.8), message refused"}
+	errNUL            = &Reject{550, [3]int{5, 6, 0}, "NUL characters are not allowed in messages"}
+	errTooBig         = &Reject{552, [3]int{5, 3, 4}, "message size exceeds fixed maximum message size"}
+	errLineTooLong    = &Reject{554, [3]int{5, 6, 0}, "message line too long"}
+	errDataTimeout    = &Reject{421, [3]int{4, 4, 2}, "timeout exceeded while receiving the message"}
+	errDataAborted    = &Reject{451, [3]int{4, 3, 0}, "message transfer aborted"}
+	errHandlerNoDrain = errors.New("smtp: handler returned without consuming the message")
 )
 
 // reasonFor names a refusal for the rejections metric (bounded label).
@@ -115,12 +114,12 @@ func reasonFor(err error) string {
 		return "routing_syntax"
 	case errNeedUTF8:
 		return "smtputf8_required"
-	case errNoPostmaster:
-		return "no_postmaster"
 	case errNeedHelo:
 		return "need_helo"
 	case errBareNewline:
 		return "bare_newline"
+	case errNUL:
+		return "nul"
 	case errTooBig:
 		return "size"
 	case errLineTooLong:

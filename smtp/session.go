@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	gosmtp "github.com/emersion/go-smtp"
@@ -151,12 +152,6 @@ func (s *session) recipient(env *Envelope) (mailbox, error) {
 	case addrNeedUTF8:
 		return m, errNeedUTF8
 	}
-	if m.domain == "" { // bare "postmaster" (RFC 5321 §4.5.1)
-		if s.srv.local.first == "" {
-			return m, errNoPostmaster
-		}
-		m.local, m.domain, m.ascii = "postmaster", s.srv.local.first, s.srv.local.first
-	}
 	return m, nil
 }
 
@@ -172,7 +167,7 @@ func (s *session) Data(r io.Reader) error {
 		return s.reject("data", &Reject{503, [3]int{5, 5, 1}, "need MAIL command"}, "")
 	}
 	start := time.Now()
-	cr := &checkReader{r: r, max: s.srv.cfg.MaxMessageBytes}
+	cr := &checkReader{r: r, max: s.srv.cfg.MaxMessageBytes, wire: &s.c.bareNewline}
 	err := s.srv.h.Data(s.c.ctx, env, cr)
 	switch {
 	case cr.rej != nil:
@@ -198,13 +193,13 @@ func (s *session) Data(r io.Reader) error {
 // LF (SMTP smuggling; RFC 5321 §2.3.8), enforces the size limit for DATA and
 // BDAT alike, and turns go-smtp's and the network's errors into Rejects.
 type checkReader struct {
-	r   io.Reader
-	max int64
-	n   int64
-	cr  bool // the previous byte was CR
-	any bool // a byte has been read
-	eof bool
-	rej *Reject
+	r    io.Reader
+	max  int64
+	wire *atomic.Bool // the front end saw a bare CR/LF on the wire (DATA)
+	n    int64
+	cr   bool // the previous byte was CR
+	eof  bool
+	rej  *Reject
 }
 
 // Read implements io.Reader.
@@ -222,7 +217,15 @@ func (c *checkReader) Read(p []byte) (int, error) {
 			c.rej = errBareNewline
 			return i, c.rej
 		}
+		if b == 0 {
+			c.rej = errNUL
+			return i, c.rej
+		}
 		c.cr = b == '\r'
+	}
+	if c.wire != nil && c.wire.Load() {
+		c.rej = errBareNewline
+		return 0, c.rej
 	}
 	c.n += int64(n)
 	if c.n > c.max {

@@ -66,7 +66,7 @@ func sniffMagic(h []byte) Format {
 		return CAB
 	case bytes.HasPrefix(h, []byte("ITSF\x03\x00\x00\x00")):
 		return CHM
-	case len(h) >= 10 && h[0] == 0x60 && h[1] == 0xea && h[9] == 2: // ARJ main header, file type 2
+	case len(h) >= 11 && h[0] == 0x60 && h[1] == 0xea && h[10] == 2: // ARJ main header, file type 2
 		return ARJ
 	case len(h) >= 7 && h[2] == '-' && h[3] == 'l' && (h[4] == 'h' || h[4] == 'z') && h[6] == '-':
 		return LZH

@@ -42,6 +42,7 @@ type walker struct {
 
 	skipped int64                // bytes decoded but not delivered (solid blocks)
 	stopped bool                 // an archive-wide limit ended the walk
+	cli     *cliSession          // the spilled archive, when 7z is used
 	once    map[ProblemKind]bool // archive-wide problems already reported
 }
 
@@ -100,6 +101,7 @@ func (w *walker) run(walk func(*walker) error) (err error) {
 		w.problem(ProblemCorrupt, "", "no content")
 		return nil
 	}
+	defer w.cliClose()
 	defer func() {
 		if v := recover(); v != nil {
 			if fp, ok := v.(fnPanic); ok {
@@ -206,6 +208,7 @@ func (w *walker) emit(e Entry, r io.Reader) error {
 
 // callFn calls fn, marking a panic in it as the caller's own.
 func (w *walker) callFn(e Entry, r io.Reader) error {
+	defer w.cliClose()
 	defer func() {
 		if v := recover(); v != nil {
 			panic(fnPanic{v})

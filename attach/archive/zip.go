@@ -194,6 +194,9 @@ func (z *zipWalk) visit(m *zipMember) error {
 		e.Method = zipMethodName(method) + "+" + aes.name()
 	}
 	if !zipMethodSupported(method) {
+		if w.cliAvailable() {
+			return w.cliVisit(cliEntry{Entry: e})
+		}
 		w.problem(ProblemUnsupportedMethod, m.name, "zip method "+zipMethodName(method))
 		w.unsupported("zip: method " + zipMethodName(method))
 		return w.emit(e, nil)

@@ -1,0 +1,124 @@
+package archive
+
+import (
+	"bytes"
+	"compress/flate"
+	"encoding/binary"
+	"testing"
+)
+
+// buildCAB writes a one-folder cabinet ([MS-CAB]) of the files, stored
+// or MSZIP (each 32 KiB block a deflate stream whose dictionary is the
+// previous output), with CFDATA checksums.
+func buildCAB(t testing.TB, files []rarFile, method uint16) []byte {
+	t.Helper()
+	le := binary.LittleEndian
+	var all []byte
+	var cfFiles []byte
+	for _, f := range files {
+		cfFiles = le.AppendUint32(cfFiles, uint32(len(f.data)))
+		cfFiles = le.AppendUint32(cfFiles, uint32(len(all)))
+		cfFiles = le.AppendUint16(cfFiles, 0)      // folder 0
+		cfFiles = le.AppendUint16(cfFiles, 0x5a8e) // date
+		cfFiles = le.AppendUint16(cfFiles, 0x6000) // time
+		cfFiles = le.AppendUint16(cfFiles, 0x20)   // attributes
+		cfFiles = append(append(cfFiles, f.name...), 0)
+		all = append(all, f.data...)
+	}
+	var blocks [][]byte
+	var dict []byte
+	for off := 0; off < len(all) || off == 0; off += cabMaxBlock {
+		chunk := all[off:min(off+cabMaxBlock, len(all))]
+		data := chunk
+		if method == cabMSZIP {
+			var b bytes.Buffer
+			b.WriteString("CK")
+			fw, _ := flate.NewWriterDict(&b, 6, dict)
+			fw.Write(chunk)
+			fw.Close()
+			data = b.Bytes()
+			dict = append(dict, chunk...)
+			if len(dict) > cabMaxBlock {
+				dict = dict[len(dict)-cabMaxBlock:]
+			}
+		}
+		hdr := le.AppendUint16(le.AppendUint16(nil, uint16(len(data))), uint16(len(chunk)))
+		blk := le.AppendUint32(nil, cabChecksum(hdr, cabChecksum(data, 0)))
+		blocks = append(blocks, append(append(blk, hdr...), data...))
+		if len(all) == 0 {
+			break
+		}
+	}
+	const headerLen, folderLen = 36, 8
+	filesOff := headerLen + folderLen
+	dataOff := filesOff + len(cfFiles)
+	var out []byte
+	out = append(out, "MSCF"...)
+	out = le.AppendUint32(out, 0)
+	out = le.AppendUint32(out, 0) // cbCabinet, patched below
+	out = le.AppendUint32(out, 0)
+	out = le.AppendUint32(out, uint32(filesOff))
+	out = le.AppendUint32(out, 0)
+	out = append(out, 3, 1)
+	out = le.AppendUint16(out, 1) // folders
+	out = le.AppendUint16(out, uint16(len(files)))
+	out = le.AppendUint16(out, 0) // flags
+	out = le.AppendUint16(out, 0x1234)
+	out = le.AppendUint16(out, 0)
+	out = le.AppendUint32(out, uint32(dataOff))
+	out = le.AppendUint16(out, uint16(len(blocks)))
+	out = le.AppendUint16(out, method)
+	out = append(out, cfFiles...)
+	for _, b := range blocks {
+		out = append(out, b...)
+	}
+	le.PutUint32(out[8:], uint32(len(out)))
+	return out
+}
+
+func TestCAB(t *testing.T) {
+	files := []rarFile{
+		{name: "setup.inf", data: []byte("[Version]\r\n")},
+		{name: "big.bin", data: bytes.Repeat([]byte("0123456789abcdefghij"), 9000)},
+		{name: `..\..\Windows\evil.dll`, data: []byte("MZ evil")},
+		{name: "empty.txt"},
+	}
+	for _, method := range []uint16{cabNone, cabMSZIP} {
+		data := buildCAB(t, files, method)
+		if got := Sniff(bytes.NewReader(data), int64(len(data))); got != CAB {
+			t.Errorf("Sniff = %q", got)
+		}
+		w := walkBytes(t, CAB, data, Options{SevenZipPath: "-"})
+		if w.err != nil || len(w.res.Problems) > 0 || w.res.Entries != len(files) {
+			t.Fatalf("method %d: err %v problems %v entries %d", method, w.err, w.res.Problems, w.res.Entries)
+		}
+		for _, f := range files {
+			if !bytes.Equal(w.content[f.name], f.data) {
+				t.Errorf("method %d: %q: %d bytes, want %d", method, f.name, len(w.content[f.name]), len(f.data))
+			}
+		}
+	}
+	// Reading the big file partly, then the next, still works (the stream
+	// is skipped forward).
+	data := buildCAB(t, files, cabMSZIP)
+	w := walkBytes(t, CAB, data, Options{SevenZipPath: "-", Limits: Limits{MaxEntryBytes: 1000}})
+	if !bytes.Equal(w.content[files[2].name], files[2].data) || !w.res.HasProblem(ProblemTooLarge) {
+		t.Errorf("after a truncated entry: %q, problems %v", w.content[files[2].name], w.res.Problems)
+	}
+	// A corrupted data block is reported, not fatal.
+	bad := append([]byte{}, data...)
+	bad[len(bad)-40] ^= 0xff
+	w = walkBytes(t, CAB, bad, Options{SevenZipPath: "-"})
+	if !w.res.HasProblem(ProblemChecksum) {
+		t.Errorf("corrupted: problems %v", w.res.Problems)
+	}
+}
+
+func TestCABLZXWithout7z(t *testing.T) {
+	data := buildCAB(t, []rarFile{{name: "a.txt", data: []byte("x")}}, cabNone)
+	binary.LittleEndian.PutUint16(data[36+6:], cabLZX|15<<8)
+	w := walkBytes(t, CAB, data, Options{SevenZipPath: "-"})
+	if w.res.Unsupported != "cab: lzx" || !w.res.HasProblem(ProblemUnsupportedMethod) {
+		t.Errorf("LZX without 7z: %+v", w.res)
+	}
+}
