@@ -375,3 +375,11 @@ func freePort(t testing.TB) int {
 }
 
 var _ = fmt.Sprintf
+
+func dialErr(addr string) (net.Conn, error) {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err == nil {
+		c.Close()
+	}
+	return c, err
+}
