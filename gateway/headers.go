@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"io"
@@ -148,20 +147,22 @@ func rewriteHeader(hdr []byte, authservID string, stripAR bool, subjectPrefix st
 }
 
 // prefixSubject inserts prefix at the start of the first Subject field (as
-// an RFC 2047 encoded-word when it is not ASCII), or adds a Subject field.
+// an RFC 2047 encoded-word when it is not ASCII, with its own spaces inside
+// the encoded word), or adds a Subject field when there is none.
 func prefixSubject(hdr []byte, prefix string) []byte {
 	enc := prefix
 	if !isASCII(prefix) {
-		enc = mime.BEncoding.Encode("UTF-8", prefix)
-		if !strings.HasSuffix(prefix, " ") {
-			enc += " "
-		}
+		// Whitespace between encoded-words is not displayed (RFC 2047 §6.2),
+		// so the prefix's own trailing space is inside the word and a
+		// separating space follows it.
+		enc = mime.BEncoding.Encode("UTF-8", prefix) + " "
 	}
-	sc := bufio.NewScanner(bytes.NewReader(hdr))
-	sc.Buffer(make([]byte, 64*1024), maxHeaderBytes)
-	off := 0
-	for sc.Scan() {
-		line := sc.Bytes()
+	for off := 0; off < len(hdr); {
+		end := bytes.IndexByte(hdr[off:], '\n')
+		if end < 0 {
+			end = len(hdr) - off
+		}
+		line := hdr[off : off+end]
 		if len(line) >= 8 && strings.EqualFold(string(line[:8]), "subject:") {
 			at := off + 8
 			for at < len(hdr) && (hdr[at] == ' ' || hdr[at] == '\t') {
@@ -171,7 +172,7 @@ func prefixSubject(hdr []byte, prefix string) []byte {
 			out = append(out, enc...)
 			return append(out, hdr[at:]...)
 		}
-		off += len(line) + 1 // the scanner drops "\n"; "\r" stays in line
+		off += end + 1
 	}
 	end := len(hdr)
 	if bytes.HasSuffix(hdr, []byte("\r\n\r\n")) {

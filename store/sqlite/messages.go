@@ -445,3 +445,7 @@ func (s *DB) RemoveContent(ctx context.Context, id string) error {
 	}
 	return err
 }
+
+// SpoolPath is where the bytes of message id are kept (for tests and
+// operators; callers use Open).
+func (s *DB) SpoolPath(id string) string { return s.spoolPath(id) }
