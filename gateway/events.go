@@ -14,35 +14,35 @@ import (
 // Event is one line of the event log (docs/events.md documents schema v1).
 // It is written after the store transition it reports has committed.
 type Event struct {
-	V          int               `json:"v"`
-	TS         time.Time         `json:"ts"`
-	Event      string            `json:"event"`
-	MsgID      string            `json:"msg_id"`
-	MessageID  string            `json:"message_id,omitempty"`
-	Direction  string            `json:"direction,omitempty"`
-	ClientIP   string            `json:"client_ip,omitempty"`
-	HELO       string            `json:"helo,omitempty"`
-	MailFrom   *string           `json:"mail_from,omitempty"`
-	Rcpts      []string          `json:"rcpts,omitempty"`
-	From       string            `json:"from,omitempty"`
-	Subject    string            `json:"subject,omitempty"`
-	Size       int64             `json:"size,omitempty"`
-	Action     string            `json:"action,omitempty"`
-	Reasons    []string          `json:"reasons,omitempty"`
-	Score      *float64          `json:"score,omitempty"`
-	Auth       map[string]string `json:"auth,omitempty"`
-	SHA256     []string          `json:"sha256,omitempty"`
-	Rcpt       string            `json:"rcpt,omitempty"`
-	Code       int               `json:"code,omitempty"`
-	Detail     string            `json:"detail,omitempty"`
-	Actor      string            `json:"actor,omitempty"`
-	Note       string            `json:"note,omitempty"`
-	TaskID     string            `json:"task_id,omitempty"`
-	Malscore   *float64          `json:"malscore,omitempty"`
-	HoldUntil  *time.Time        `json:"hold_until,omitempty"`
-	DSNID      string            `json:"dsn_id,omitempty"`
-	Attempt    int               `json:"attempt,omitempty"`
-	Relay      string            `json:"relay,omitempty"`
+	V         int               `json:"v"`
+	TS        time.Time         `json:"ts"`
+	Event     string            `json:"event"`
+	MsgID     string            `json:"msg_id"`
+	MessageID string            `json:"message_id,omitempty"`
+	Direction string            `json:"direction,omitempty"`
+	ClientIP  string            `json:"client_ip,omitempty"`
+	HELO      string            `json:"helo,omitempty"`
+	MailFrom  *string           `json:"mail_from,omitempty"`
+	Rcpts     []string          `json:"rcpts,omitempty"`
+	From      string            `json:"from,omitempty"`
+	Subject   string            `json:"subject,omitempty"`
+	Size      int64             `json:"size,omitempty"`
+	Action    string            `json:"action,omitempty"`
+	Reasons   []string          `json:"reasons,omitempty"`
+	Score     *float64          `json:"score,omitempty"`
+	Auth      map[string]string `json:"auth,omitempty"`
+	SHA256    []string          `json:"sha256,omitempty"`
+	Rcpt      string            `json:"rcpt,omitempty"`
+	Code      int               `json:"code,omitempty"`
+	Detail    string            `json:"detail,omitempty"`
+	Actor     string            `json:"actor,omitempty"`
+	Note      string            `json:"note,omitempty"`
+	TaskID    string            `json:"task_id,omitempty"`
+	Malscore  *float64          `json:"malscore,omitempty"`
+	HoldUntil *time.Time        `json:"hold_until,omitempty"`
+	DSNID     string            `json:"dsn_id,omitempty"`
+	Attempt   int               `json:"attempt,omitempty"`
+	Relay     string            `json:"relay,omitempty"`
 }
 
 // EventSchemaVersion is the "v" of every event line.

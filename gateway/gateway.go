@@ -46,12 +46,12 @@ type Options struct {
 
 // Gateway is a running (or offline) mailguard.
 type Gateway struct {
-	log   *slog.Logger
-	st    store.Store
-	now   func() time.Time
-	node  string
-	pol   atomic.Pointer[policy.Policy]
-	stage atomic.Pointer[stages] // per-policy inspection machinery (YARA rules, resolver)
+	log        *slog.Logger
+	st         store.Store
+	now        func() time.Time
+	node       string
+	pol        atomic.Pointer[policy.Policy]
+	stage      atomic.Pointer[stages] // per-policy inspection machinery (YARA rules, resolver)
 	inspectSem chan struct{}
 
 	events *EventLog

@@ -10,5 +10,5 @@ import (
 
 type queueT struct{}
 
-func (g *Gateway) newQueue(p *policy.Policy) *queueT         { return &queueT{} }
-func (g *Gateway) runQueue(ctx context.Context, q *queueT)    { <-ctx.Done() }
+func (g *Gateway) newQueue(p *policy.Policy) *queueT       { return &queueT{} }
+func (g *Gateway) runQueue(ctx context.Context, q *queueT) { <-ctx.Done() }

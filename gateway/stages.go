@@ -76,4 +76,3 @@ func newResolver(p *policy.Policy) auth.Resolver {
 func inspectConcurrency() int {
 	return max(2, 2*runtime.GOMAXPROCS(0))
 }
-
