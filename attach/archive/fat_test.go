@@ -29,9 +29,15 @@ func buildFAT(t testing.TB, bits int, size int64, files map[string][]byte) []byt
 	b := file.New(f, false)
 	var fsys filesystem.FileSystem
 	create := map[int]func(backend.Storage) (filesystem.FileSystem, error){
-		12: func(b backend.Storage) (filesystem.FileSystem, error) { return fat12.Create(b, size, 0, 512, "MG", true) },
-		16: func(b backend.Storage) (filesystem.FileSystem, error) { return fat16.Create(b, size, 0, 512, "MG", true) },
-		32: func(b backend.Storage) (filesystem.FileSystem, error) { return fat32.Create(b, size, 0, 512, "MG", true) },
+		12: func(b backend.Storage) (filesystem.FileSystem, error) {
+			return fat12.Create(b, size, 0, 512, "MG", true)
+		},
+		16: func(b backend.Storage) (filesystem.FileSystem, error) {
+			return fat16.Create(b, size, 0, 512, "MG", true)
+		},
+		32: func(b backend.Storage) (filesystem.FileSystem, error) {
+			return fat32.Create(b, size, 0, 512, "MG", true)
+		},
 	}
 	if fsys, err = create[bits](b); err != nil {
 		t.Fatal(err)
@@ -57,7 +63,7 @@ func buildFAT(t testing.TB, bits int, size int64, files map[string][]byte) []byt
 
 func TestFAT(t *testing.T) {
 	files := map[string][]byte{
-		"README.TXT":                      []byte("hello\n"),
+		"README.TXT":                       []byte("hello\n"),
 		"docs/Invoice 2024 (final).pdf.js": bytes.Repeat([]byte("var a=1;\n"), 2000),
 	}
 	for _, c := range []struct {
