@@ -47,6 +47,12 @@ func detectType(head, tail []byte, name string) string {
 	if len(head) >= 4 && bytes.Equal(head[:4], []byte{0x78, 0x9f, 0x3e, 0x22}) {
 		return typeTNEF
 	}
+	if isSIS(head) {
+		return typeSIS
+	}
+	if i := bytes.Index(head[:min(len(head), 4096)], binhexMarker); i >= 0 {
+		return typeBinHex
+	}
 	t := mimetype.Detect(head).String()
 	if i := strings.IndexByte(t, ';'); i >= 0 {
 		t = t[:i]

@@ -45,6 +45,26 @@ func Walk(ctx context.Context, r io.ReaderAt, size int64, opt Options) (*Result,
 	return res, nil
 }
 
+// WalkFile inspects one file as if it were attached to a message: its true
+// type, features and everything inside it. name is the file's name (for
+// display and extension checks). Errors are as for Walk.
+func WalkFile(ctx context.Context, name string, r io.ReaderAt, size int64, opt Options) (*Result, error) {
+	lim := opt.Limits.withDefaults()
+	res := &Result{Files: []*File{}, Findings: []reason.Finding{}, Complete: true, spill: &spillDir{parent: opt.TempDir}}
+	bctx, cancel := context.WithTimeout(ctx, lim.MaxDuration)
+	defer cancel()
+	w := &walker{ctx: bctx, outer: ctx, lim: lim, opt: opt, res: res, start: time.Now()}
+	f, err := w.addFile(fileSpec{name: name}, io.NewSectionReader(r, 0, size))
+	if err == nil && f != nil {
+		err = w.inspect(f)
+	}
+	w.finishText()
+	if ctx.Err() != nil {
+		return res, ctx.Err()
+	}
+	return res, err
+}
+
 // walker is the state of one Walk.
 type walker struct {
 	ctx   context.Context // with the wall-clock budget
@@ -246,6 +266,12 @@ func (w *walker) features(f *File, head []byte) error {
 		return w.container(f, "onenote", func() error { return w.onenote(f) })
 	case isHTMLType(f.Type, f.Name):
 		return w.safely(f, "html", func() error { w.htmlFile(f); return nil })
+	case f.Type == typeBinHex:
+		return w.container(f, "binhex", func() error { return w.binhex(f) })
+	case f.Type == typeSIS:
+		f.Features.Unsupported = "sis"
+		f.addFinding(reason.UnsupportedContainer, "sis: Symbian installation package not opened")
+		return nil
 	case f.Type == "text/rtf" || f.Type == "application/rtf":
 		return w.container(f, "rtf", func() error { return w.rtf(f) })
 	}

@@ -65,10 +65,10 @@ type Store interface {
 	DeleteTask(ctx context.Context, key string) error
 	// DueTasks claims up to max tasks whose NextPoll is at or before now,
 	// oldest NextPoll first, by setting their NextPoll to leaseUntil in the
-	// same transaction (SQL: FOR UPDATE SKIP LOCKED), and returns them as
-	// they were before the claim except for NextPoll. A claimed task is not
-	// returned again until its lease passes, so pollers on several nodes do
-	// not work on the same task.
+	// same transaction (SQL: FOR UPDATE SKIP LOCKED), and returns them
+	// with NextPoll = leaseUntil. A claimed task is not returned again
+	// until its lease passes, so pollers on several nodes do not work on
+	// the same task; the poller writes the real NextPoll with PutTask.
 	DueTasks(ctx context.Context, now, leaseUntil time.Time, max int) ([]Task, error)
 	// CountTasks counts queued and submitted tasks.
 	CountTasks(ctx context.Context) (TaskCounts, error)

@@ -22,7 +22,7 @@ func Sniff(ra io.ReaderAt, size int64) Format {
 	if isTarHeader(head) {
 		return Tar
 	}
-	if isFATBoot(head) {
+	if _, ok := fatVolumeOffset(ra, size); ok {
 		return FAT
 	}
 	if hasVHDFooter(ra, size) {

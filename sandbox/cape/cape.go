@@ -265,7 +265,8 @@ func (c *Client) roundTrip(ctx context.Context, op string, req *http.Request, re
 		return classifyTransportErr(op, err)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusTooManyRequests || (resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") != "") {
+	if resp.StatusCode == http.StatusTooManyRequests {
+		// CAPE's throttle budget is shared by every endpoint: stop them all.
 		c.pause(retryAfter(resp.Header.Get("Retry-After"), c.now()))
 	}
 	return read(resp)

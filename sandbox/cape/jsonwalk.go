@@ -1,186 +1,413 @@
 package cape
 
 import (
-	"encoding/json"
+	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
-	"math"
+	"strconv"
 	"strings"
+	"unicode/utf16"
+	"unicode/utf8"
 )
 
-// Helpers to pull values out of a json.Decoder token stream. Each consumes
-// exactly one JSON value, tolerates a value of another type than expected
-// (it is skipped), and never holds more than one scalar in memory.
+// scanner is a minimal pull parser over a JSON stream, for report.json: it
+// reads the few values the client needs and skips the rest byte by byte,
+// without building them, so a report of hundreds of megabytes costs one
+// buffer of memory and a few hundred MB/s of CPU. (encoding/json's Token
+// stream does the same at about 25 MB/s; encoding/json/v2 with its
+// SkipValue is still an experiment in Go 1.26.)
+//
+// Each read method consumes exactly one JSON value and tolerates a value of
+// another type than expected: it is skipped. Structure is checked where
+// values are read; inside skipped values only nesting and strings are
+// tracked.
+type scanner struct {
+	r *bufio.Reader
+}
 
-// syntaxErr marks decoder errors caused by bad or truncated JSON.
-func syntaxErr(err error) error {
-	if err == nil {
-		return nil
-	}
-	var se *json.SyntaxError
-	if errors.As(err, &se) || errors.Is(err, io.ErrUnexpectedEOF) || err == io.EOF {
-		return fmt.Errorf("%w: %v", errSyntax, err)
+func newScanner(r io.Reader) *scanner { return &scanner{r: bufio.NewReaderSize(r, 64<<10)} }
+
+// fail wraps a read error: a premature end is bad JSON, anything else (a
+// network error, errTooLarge) passes through.
+func (s *scanner) fail(err error) error {
+	if err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("%w: unexpected end of input", errSyntax)
 	}
 	return err
 }
 
-// walkObject calls fn for each key of an object value; fn must consume the
-// key's value. A null or a value of another type is skipped, unless top is
-// set, where anything but an object is an error.
-func walkObject(dec *json.Decoder, top bool, fn func(key string) error) error {
-	t, err := dec.Token()
-	if err != nil {
-		return syntaxErr(err)
-	}
-	if d, ok := t.(json.Delim); ok && d == '{' {
-		return objectBody(dec, fn)
-	}
-	if top {
-		return fmt.Errorf("%w: not a JSON object", errSyntax)
-	}
-	if d, ok := t.(json.Delim); ok {
-		return skipRest(dec, d)
-	}
-	return nil
+func syntaxf(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{errSyntax}, args...)...)
 }
 
-// objectBody walks the keys of an object whose '{' was consumed.
-func objectBody(dec *json.Decoder, fn func(key string) error) error {
-	for dec.More() {
-		t, err := dec.Token()
+// peek returns the next non-space byte without consuming it.
+func (s *scanner) peek() (byte, error) {
+	for {
+		c, err := s.r.ReadByte()
 		if err != nil {
-			return syntaxErr(err)
+			return 0, s.fail(err)
 		}
-		key, ok := t.(string)
-		if !ok {
-			return fmt.Errorf("%w: object key %v", errSyntax, t)
-		}
-		if err := fn(key); err != nil {
-			return err
+		if c != ' ' && c != '\t' && c != '\n' && c != '\r' {
+			s.r.UnreadByte()
+			return c, nil
 		}
 	}
-	_, err := dec.Token() // '}'
-	return syntaxErr(err)
 }
 
-// walkArray calls fn for each element of an array value; fn must consume
-// the element. Anything else is skipped.
-func walkArray(dec *json.Decoder, fn func() error) error {
-	t, err := dec.Token()
-	if err != nil {
-		return syntaxErr(err)
+// next consumes and returns the next non-space byte.
+func (s *scanner) next() (byte, error) {
+	c, err := s.peek()
+	if err == nil {
+		s.r.ReadByte()
 	}
-	d, ok := t.(json.Delim)
-	if !ok {
-		return nil
-	}
-	if d != '[' {
-		return skipRest(dec, d)
-	}
-	for dec.More() {
-		if err := fn(); err != nil {
-			return err
-		}
-	}
-	_, err = dec.Token() // ']'
-	return syntaxErr(err)
+	return c, err
 }
 
 // skip consumes one value.
-func skip(dec *json.Decoder) error {
-	t, err := dec.Token()
+func (s *scanner) skip() error {
+	c, err := s.peek()
 	if err != nil {
-		return syntaxErr(err)
+		return err
 	}
-	if d, ok := t.(json.Delim); ok {
-		return skipRest(dec, d)
+	switch {
+	case c == '{' || c == '[':
+		return s.skipComposite()
+	case c == '"':
+		s.r.ReadByte()
+		return s.skipString()
 	}
-	return nil
+	_, err = s.scalar()
+	return err
 }
 
-// skipRest consumes the rest of a composite value whose opening delimiter
-// was read.
-func skipRest(dec *json.Decoder, open json.Delim) error {
-	if open != '{' && open != '[' {
-		return fmt.Errorf("%w: unexpected %v", errSyntax, open)
-	}
-	for depth := 1; depth > 0; {
-		t, err := dec.Token()
+// skipComposite consumes an object or array, scanning the read buffer
+// directly: this is where almost all of a report's bytes go.
+func (s *scanner) skipComposite() error {
+	depth, inString := 0, false
+	for {
+		buf, err := s.buffered()
 		if err != nil {
-			return syntaxErr(err)
+			return s.fail(err)
 		}
-		if d, ok := t.(json.Delim); ok {
-			if d == '{' || d == '[' {
+		i := 0
+		for i < len(buf) {
+			if inString {
+				j := bytes.IndexAny(buf[i:], `"\`)
+				if j < 0 {
+					i = len(buf)
+					break
+				}
+				i += j
+				if buf[i] == '"' {
+					inString = false
+					i++
+					continue
+				}
+				if i+1 == len(buf) {
+					break // the escaped byte is in the next buffer
+				}
+				i += 2
+				continue
+			}
+			switch buf[i] {
+			case '"':
+				inString = true
+			case '{', '[':
 				depth++
-			} else {
-				depth--
+			case '}', ']':
+				if depth--; depth == 0 {
+					s.r.Discard(i + 1)
+					return nil
+				}
+			}
+			i++
+		}
+		s.r.Discard(i)
+		if i < len(buf) {
+			// A backslash ends the buffer: take it with its escaped byte.
+			if _, err := s.r.Discard(2); err != nil {
+				return s.fail(err)
 			}
 		}
 	}
-	return nil
 }
 
-// readString reads a string value ("" for null or another type).
-func readString(dec *json.Decoder) (string, error) {
-	t, err := dec.Token()
-	if err != nil {
-		return "", syntaxErr(err)
-	}
-	switch v := t.(type) {
-	case string:
-		return clip(v), nil
-	case json.Delim:
-		return "", skipRest(dec, v)
-	}
-	return "", nil
-}
-
-// readNumber reads a number value; ok is false for null or another type.
-func readNumber(dec *json.Decoder) (float64, bool, error) {
-	t, err := dec.Token()
-	if err != nil {
-		return 0, false, syntaxErr(err)
-	}
-	switch v := t.(type) {
-	case json.Number:
-		f, err := v.Float64()
-		if err != nil || math.IsInf(f, 0) {
-			return 0, false, nil
+// buffered returns the unread buffered bytes, reading more if there are none.
+func (s *scanner) buffered() ([]byte, error) {
+	if s.r.Buffered() == 0 {
+		if _, err := s.r.Peek(1); err != nil {
+			return nil, err
 		}
-		return f, true, nil
-	case json.Delim:
-		return 0, false, skipRest(dec, v)
 	}
-	return 0, false, nil
+	return s.r.Peek(s.r.Buffered())
+}
+
+// skipString consumes the rest of a string whose opening quote was read.
+func (s *scanner) skipString() error {
+	for {
+		c, err := s.r.ReadByte()
+		if err != nil {
+			return s.fail(err)
+		}
+		switch c {
+		case '"':
+			return nil
+		case '\\':
+			if _, err := s.r.ReadByte(); err != nil {
+				return s.fail(err)
+			}
+		}
+	}
+}
+
+// scalar consumes a number or literal and returns its text, or "" when it
+// is longer than 64 bytes (valid JSON, but not a value worth reading).
+func (s *scanner) scalar() (string, error) {
+	var b [64]byte
+	n, long := 0, false
+	for {
+		c, err := s.r.ReadByte()
+		if err == io.EOF && (n > 0 || long) {
+			break
+		}
+		if err != nil {
+			return "", s.fail(err)
+		}
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c == '-' || c == '+' || c == '.' || c == 'E') {
+			s.r.UnreadByte()
+			break
+		}
+		if n == len(b) {
+			long = true
+			continue
+		}
+		b[n] = c
+		n++
+	}
+	switch {
+	case long:
+		return "", nil
+	case n == 0:
+		c, _ := s.r.ReadByte()
+		return "", syntaxf("unexpected %q", c)
+	}
+	return string(b[:n]), nil
+}
+
+// readString reads a string value of at most max bytes (the rest is
+// dropped), "" for another type.
+func (s *scanner) readString(max int) (string, error) {
+	c, err := s.peek()
+	if err != nil {
+		return "", err
+	}
+	if c != '"' {
+		return "", s.skip()
+	}
+	s.r.ReadByte()
+	var b []byte
+	add := func(p ...byte) {
+		if len(b)+len(p) <= max {
+			b = append(b, p...)
+		}
+	}
+	for {
+		c, err := s.r.ReadByte()
+		if err != nil {
+			return "", s.fail(err)
+		}
+		switch c {
+		case '"':
+			return strings.ToValidUTF8(string(b), "\uFFFD"), nil
+		case '\\':
+			r, err := s.escape()
+			if err != nil {
+				return "", err
+			}
+			add(utf8.AppendRune(nil, r)...)
+		default:
+			add(c)
+		}
+	}
+}
+
+// escape reads an escape sequence after its backslash.
+func (s *scanner) escape() (rune, error) {
+	c, err := s.r.ReadByte()
+	if err != nil {
+		return 0, s.fail(err)
+	}
+	switch c {
+	case '"', '\\', '/':
+		return rune(c), nil
+	case 'b':
+		return '\b', nil
+	case 'f':
+		return '\f', nil
+	case 'n':
+		return '\n', nil
+	case 'r':
+		return '\r', nil
+	case 't':
+		return '\t', nil
+	case 'u':
+		r, err := s.hex4()
+		if err != nil || !utf16.IsSurrogate(r) {
+			return r, err
+		}
+		// A surrogate pair is two escapes; a lone half is U+FFFD.
+		if b, _ := s.r.Peek(2); string(b) != `\u` {
+			return utf8.RuneError, nil
+		}
+		s.r.Discard(2)
+		r2, err := s.hex4()
+		return utf16.DecodeRune(r, r2), err
+	}
+	return 0, syntaxf("bad escape \\%c", c)
+}
+
+func (s *scanner) hex4() (rune, error) {
+	var b [4]byte
+	if _, err := io.ReadFull(s.r, b[:]); err != nil {
+		return 0, s.fail(err)
+	}
+	n, err := strconv.ParseUint(string(b[:]), 16, 32)
+	if err != nil {
+		return 0, syntaxf("bad \\u escape %q", b)
+	}
+	return rune(n), nil
+}
+
+// readNumber reads a number; ok is false for null or another type.
+func (s *scanner) readNumber() (float64, bool, error) {
+	c, err := s.peek()
+	if err != nil {
+		return 0, false, err
+	}
+	if c != '-' && (c < '0' || c > '9') {
+		return 0, false, s.skip()
+	}
+	text, err := s.scalar()
+	if err != nil {
+		return 0, false, err
+	}
+	f, err := strconv.ParseFloat(text, 64)
+	if err != nil {
+		return 0, false, nil // out of range or odd: not a usable number
+	}
+	return f, true, nil
+}
+
+// readBool reads a boolean; anything else is false.
+func (s *scanner) readBool() (bool, error) {
+	c, err := s.peek()
+	if err != nil {
+		return false, err
+	}
+	if c != 't' && c != 'f' {
+		return false, s.skip()
+	}
+	lit, err := s.scalar()
+	return lit == "true", err
 }
 
 // readInt reads a number as an int bounded to ±1e6.
-func readInt(dec *json.Decoder) (int, error) {
-	f, ok, err := readNumber(dec)
+func (s *scanner) readInt() (int, error) {
+	f, ok, err := s.readNumber()
 	if !ok {
 		return 0, err
 	}
 	return int(max(-1e6, min(1e6, f))), nil
 }
 
+// walkObject calls fn for each key of an object value; fn must consume the
+// value. Another type is skipped, unless top is set, where it is an error.
+func (s *scanner) walkObject(top bool, fn func(key string) error) error {
+	c, err := s.peek()
+	if err != nil {
+		return err
+	}
+	if c != '{' {
+		if top {
+			return syntaxf("not a JSON object")
+		}
+		return s.skip()
+	}
+	s.r.ReadByte()
+	if c, err = s.peek(); err != nil || c == '}' {
+		s.r.ReadByte()
+		return err
+	}
+	for {
+		if c, err := s.peek(); err != nil {
+			return err
+		} else if c != '"' {
+			return syntaxf("object key expected, got %q", c)
+		}
+		key, err := s.readString(256)
+		if err != nil {
+			return err
+		}
+		if c, err := s.next(); err != nil {
+			return err
+		} else if c != ':' {
+			return syntaxf("':' expected after key %q", key)
+		}
+		if err := fn(key); err != nil {
+			return err
+		}
+		switch c, err := s.next(); {
+		case err != nil:
+			return err
+		case c == '}':
+			return nil
+		case c != ',':
+			return syntaxf("',' or '}' expected, got %q", c)
+		}
+	}
+}
+
+// walkArray calls fn for each element of an array value; fn must consume
+// the element. Another type is skipped.
+func (s *scanner) walkArray(fn func() error) error {
+	c, err := s.peek()
+	if err != nil {
+		return err
+	}
+	if c != '[' {
+		return s.skip()
+	}
+	s.r.ReadByte()
+	if c, err = s.peek(); err != nil || c == ']' {
+		s.r.ReadByte()
+		return err
+	}
+	for {
+		if err := fn(); err != nil {
+			return err
+		}
+		switch c, err := s.next(); {
+		case err != nil:
+			return err
+		case c == ']':
+			return nil
+		case c != ',':
+			return syntaxf("',' or ']' expected, got %q", c)
+		}
+	}
+}
+
 // readStrings reads a list of strings, keeping at most maxListItems.
-func readStrings(dec *json.Decoder) ([]string, error) {
+func (s *scanner) readStrings() ([]string, error) {
 	var out []string
-	err := walkArray(dec, func() error {
-		s, err := readString(dec)
-		if s != "" && len(out) < maxListItems {
-			out = append(out, s)
+	err := s.walkArray(func() error {
+		v, err := s.readString(maxText)
+		if v != "" && len(out) < maxListItems {
+			out = append(out, v)
 		}
 		return err
 	})
 	return out, err
-}
-
-// clip bounds a string kept from a report.
-func clip(s string) string {
-	if len(s) <= maxText {
-		return s
-	}
-	return strings.ToValidUTF8(s[:maxText], "")
 }

@@ -1,7 +1,6 @@
 package cape
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -152,61 +151,54 @@ func (l *limitedReader) Read(p []byte) (int, error) {
 
 // ParseReport reads report.json as a stream, keeping malscore, malstatus,
 // signature summaries, detections, info.id/timeout and target.file.sha256,
-// and skipping everything else token by token, so memory stays small on
-// reports of hundreds of megabytes. An error envelope is an *EnvelopeError.
+// and skipping everything else without building it, so memory stays small
+// on reports of hundreds of megabytes. An error envelope is an
+// *EnvelopeError.
 func ParseReport(r io.Reader) (*Report, error) {
-	br := bufio.NewReaderSize(r, 64<<10)
-	if peekByte(br) == '<' {
+	s := newScanner(r)
+	if c, err := s.peek(); err == nil && c == '<' {
 		return nil, errHTMLReport
 	}
-	dec := json.NewDecoder(br)
-	dec.UseNumber()
 	rep := &Report{}
 	var isErr bool
 	var errValue string
-	err := walkObject(dec, true, func(key string) error {
+	err := s.walkObject(true, func(key string) error {
+		var err error
 		switch key {
 		case "malscore":
-			f, ok, err := readNumber(dec)
-			rep.Malscore, rep.HasMalscore = clampScore(f), ok
-			return err
+			var f float64
+			f, rep.HasMalscore, err = s.readNumber()
+			rep.Malscore = clampScore(f)
 		case "malstatus":
-			s, err := readString(dec)
-			rep.Malstatus = s
-			return err
+			rep.Malstatus, err = s.readString(maxText)
 		case "signatures":
-			return readSignatures(dec, rep)
+			err = readSignatures(s, rep)
 		case "detections":
-			return readDetections(dec, rep)
+			err = readDetections(s, rep)
 		case "info":
-			return readInfo(dec, rep)
+			err = readInfo(s, rep)
 		case "target":
-			return walkObject(dec, false, func(k string) error {
+			err = s.walkObject(false, func(k string) error {
 				if k != "file" {
-					return skip(dec)
+					return s.skip()
 				}
-				return walkObject(dec, false, func(k string) error {
+				return s.walkObject(false, func(k string) error {
 					if k != "sha256" {
-						return skip(dec)
+						return s.skip()
 					}
-					s, err := readString(dec)
-					rep.SHA256 = strings.ToLower(s)
+					v, err := s.readString(128)
+					rep.SHA256 = strings.ToLower(v)
 					return err
 				})
 			})
 		case "error":
-			t, err := dec.Token()
-			if d, ok := t.(json.Delim); ok {
-				return skipRest(dec, d)
-			}
-			isErr = t == true
-			return err
+			isErr, err = s.readBool()
 		case "error_value":
-			s, err := readString(dec)
-			errValue = s
-			return err
+			errValue, err = s.readString(maxText)
+		default:
+			err = s.skip()
 		}
-		return skip(dec)
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -224,129 +216,118 @@ func clampScore(f float64) float64 {
 	return min(f, 10)
 }
 
-func readInfo(dec *json.Decoder, rep *Report) error {
-	return walkObject(dec, false, func(k string) error {
+func readInfo(s *scanner, rep *Report) error {
+	return s.walkObject(false, func(k string) error {
 		switch k {
 		case "id":
-			f, ok, err := readNumber(dec)
+			f, ok, err := s.readNumber()
 			if ok && f > 0 && f < math.MaxInt32 && f == math.Trunc(f) {
 				rep.TaskID = int(f)
 			}
 			return err
 		case "timeout":
-			t, err := dec.Token()
-			if d, ok := t.(json.Delim); ok {
-				return skipRest(dec, d)
-			}
-			rep.Timeout = t == true
+			var err error
+			rep.Timeout, err = s.readBool()
 			return err
 		}
-		return skip(dec)
+		return s.skip()
 	})
 }
 
-func readSignatures(dec *json.Decoder, rep *Report) error {
-	return walkArray(dec, func() error {
+func readSignatures(s *scanner, rep *Report) error {
+	return s.walkArray(func() error {
 		if len(rep.Signatures) >= maxSignatures {
-			return skip(dec)
+			return s.skip()
 		}
-		var s Signature
-		err := walkObject(dec, false, func(k string) error {
+		var sig Signature
+		err := s.walkObject(false, func(k string) error {
 			var err error
 			switch k {
 			case "name":
-				s.Name, err = readString(dec)
+				sig.Name, err = s.readString(maxText)
 			case "description":
-				s.Description, err = readString(dec)
+				sig.Description, err = s.readString(maxText)
 			case "severity":
-				s.Severity, err = readInt(dec)
+				sig.Severity, err = s.readInt()
 			case "weight":
-				s.Weight, err = readInt(dec)
+				sig.Weight, err = s.readInt()
 			case "confidence":
-				s.Confidence, err = readInt(dec)
+				sig.Confidence, err = s.readInt()
 			case "categories":
-				s.Categories, err = readStrings(dec)
+				sig.Categories, err = s.readStrings()
 			case "families":
-				s.Families, err = readStrings(dec)
+				sig.Families, err = s.readStrings()
 			default:
-				err = skip(dec)
+				err = s.skip()
 			}
 			return err
 		})
-		if s.Name != "" {
-			rep.Signatures = append(rep.Signatures, s)
+		if sig.Name != "" {
+			rep.Signatures = append(rep.Signatures, sig)
 		}
 		return err
 	})
 }
 
 // readDetections reads "detections": a list of {"family", "details"}, or, in
-// older CAPE versions, a plain family string.
-func readDetections(dec *json.Decoder, rep *Report) error {
+// older CAPE versions, a plain family string (or a list of them).
+func readDetections(s *scanner, rep *Report) error {
 	add := func(d Detection) {
 		if d.Family != "" && len(rep.Detections) < maxDetections {
 			rep.Detections = append(rep.Detections, d)
 		}
 	}
-	t, err := dec.Token()
+	c, err := s.peek()
 	if err != nil {
-		return syntaxErr(err)
+		return err
 	}
-	switch v := t.(type) {
-	case string:
-		add(Detection{Family: clip(v)})
-		return nil
-	case json.Delim:
-		if v != '[' {
-			return skipRest(dec, v)
-		}
-	default:
-		return nil
+	if c == '"' {
+		fam, err := s.readString(maxText)
+		add(Detection{Family: fam})
+		return err
 	}
-	for dec.More() {
-		var d Detection
-		t, err := dec.Token()
+	return s.walkArray(func() error {
+		c, err := s.peek()
 		if err != nil {
-			return syntaxErr(err)
+			return err
 		}
-		switch v := t.(type) {
-		case string:
-			d.Family = clip(v)
-		case json.Delim:
-			if v != '{' {
-				if err := skipRest(dec, v); err != nil {
-					return err
-				}
-				break
-			}
-			if err := readDetection(dec, &d); err != nil {
-				return err
-			}
+		var d Detection
+		if c == '"' {
+			d.Family, err = s.readString(maxText)
+		} else {
+			err = readDetection(s, &d)
 		}
 		add(d)
-	}
-	_, err = dec.Token() // ]
-	return syntaxErr(err)
+		return err
+	})
 }
 
-// readDetection reads the keys of one detection object whose '{' is consumed.
-func readDetection(dec *json.Decoder, d *Detection) error {
-	return objectBody(dec, func(k string) error {
+// readDetection reads one {"family", "details": [{by: on}]} object.
+func readDetection(s *scanner, d *Detection) error {
+	return s.walkObject(false, func(k string) error {
 		switch k {
 		case "family":
-			s, err := readString(dec)
-			d.Family = s
+			var err error
+			d.Family, err = s.readString(maxText)
 			return err
 		case "details":
-			return walkArray(dec, func() error {
-				return walkObject(dec, false, func(by string) error {
+			return s.walkArray(func() error {
+				return s.walkObject(false, func(by string) error {
 					if len(d.DetectedBy) < maxListItems {
 						d.DetectedBy = append(d.DetectedBy, clip(by))
 					}
-					return skip(dec)
+					return s.skip()
 				})
 			})
 		}
-		return skip(dec)
+		return s.skip()
 	})
+}
+
+// clip bounds a string kept from a report.
+func clip(s string) string {
+	if len(s) <= maxText {
+		return s
+	}
+	return strings.ToValidUTF8(s[:maxText], "")
 }

@@ -1,3 +1,0 @@
-package archive
-
-func walkFAT(w *walker) error { w.unsupported("fat: not yet"); return nil }
