@@ -23,6 +23,7 @@ import (
 
 	"github.com/mailguard/mailguard/auth"
 	"github.com/mailguard/mailguard/policy"
+	"github.com/mailguard/mailguard/sandbox"
 	"github.com/mailguard/mailguard/scan"
 	"github.com/mailguard/mailguard/smtp"
 	"github.com/mailguard/mailguard/store"
@@ -42,12 +43,16 @@ type Options struct {
 	Now func() time.Time
 	// Node names this process in delivery leases; "" means hostname+pid.
 	Node string
+	// Sandbox is the verdict cache and task table (the store's); nil
+	// without a store. Required for a sandbox to be used.
+	Sandbox sandbox.Store
 }
 
 // Gateway is a running (or offline) mailguard.
 type Gateway struct {
 	log        *slog.Logger
 	st         store.Store
+	sbStore    sandbox.Store
 	now        func() time.Time
 	node       string
 	pol        atomic.Pointer[policy.Policy]
@@ -61,6 +66,7 @@ type Gateway struct {
 	queue    *queueT
 	wakeQ    chan struct{}
 	wakeHold chan struct{}
+	reloaded chan struct{} // the sandbox runner restarts with the new stages
 	recheck  chan string
 	metrics  *http.Server
 }
@@ -71,8 +77,8 @@ func New(opt Options) (*Gateway, error) {
 	if opt.Policy == nil {
 		return nil, errors.New("gateway: no policy")
 	}
-	g := &Gateway{log: opt.Log, st: opt.Store, now: opt.Now, node: opt.Node,
-		wakeQ: make(chan struct{}, 1), wakeHold: make(chan struct{}, 1), recheck: make(chan string, 1024),
+	g := &Gateway{log: opt.Log, st: opt.Store, sbStore: opt.Sandbox, now: opt.Now, node: opt.Node,
+		wakeQ: make(chan struct{}, 1), wakeHold: make(chan struct{}, 1), reloaded: make(chan struct{}, 1), recheck: make(chan string, 1024),
 		inspectSem: make(chan struct{}, inspectConcurrency())}
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
@@ -84,7 +90,7 @@ func New(opt Options) (*Gateway, error) {
 		h, _ := os.Hostname()
 		g.node = fmt.Sprintf("%s-%d", h, os.Getpid())
 	}
-	st, err := newStages(opt.Policy, opt.Resolver)
+	st, err := g.newStages(opt.Policy, opt.Resolver)
 	if err != nil {
 		return nil, err
 	}
@@ -154,12 +160,13 @@ func (g *Gateway) Reload(p *policy.Policy) error {
 	if diags := CheckExternal(p); diags.HasErrors() {
 		return fmt.Errorf("%s", policy.FormatDiagnostics(diags))
 	}
-	st, err := newStages(p, nil)
+	st, err := g.newStages(p, nil)
 	if err != nil {
 		return err
 	}
 	old := g.stage.Swap(st)
 	g.pol.Store(p)
+	wake(g.reloaded)
 	// Scans already running finish with the old rules (scan.Engine keeps
 	// them alive until their last scan returns).
 	old.close()
@@ -199,9 +206,10 @@ func (g *Gateway) Serve(ctx context.Context) error {
 	}
 	qctx, stopQueue := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); g.runQueue(qctx, queue) }()
 	go func() { defer wg.Done(); g.holdLoop(qctx) }()
+	go func() { defer wg.Done(); g.runSandbox(qctx) }()
 	for _, a := range srv.Addrs() {
 		g.log.Info("listening", "addr", a.String())
 	}
@@ -302,5 +310,30 @@ func wake(c chan struct{}) {
 	select {
 	case c <- struct{}{}:
 	default:
+	}
+}
+
+// runSandbox runs the scheduler of the stages in force, restarting it
+// with the new one after a reload. Tasks live in the store, so a restart
+// loses nothing.
+func (g *Gateway) runSandbox(ctx context.Context) {
+	for ctx.Err() == nil {
+		st := g.stage.Load()
+		rctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if st.sched != nil {
+				st.sched.Run(rctx)
+			} else {
+				<-rctx.Done()
+			}
+		}()
+		select {
+		case <-ctx.Done():
+		case <-g.reloaded:
+		}
+		cancel()
+		<-done
 	}
 }

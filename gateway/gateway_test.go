@@ -93,7 +93,7 @@ func newFixture(t *testing.T, extra string) *fixture {
 	}
 	t.Cleanup(func() { st.Close() })
 	r := &dnstest.Resolver{}
-	g, err := New(Options{Policy: p, Store: st, Resolver: r, Now: clk.now})
+	g, err := New(Options{Policy: p, Store: st, Sandbox: st.Sandbox(), Resolver: r, Now: clk.now})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -59,6 +59,7 @@ type Report struct {
 	Auth        *auth.Results        `json:"auth"`
 	Files       []*attach.File       `json:"files"`
 	Findings    []reason.Finding     `json:"findings"`
+	Sandbox     []SandboxFile        `json:"sandbox,omitempty"`
 	Complete    bool                 `json:"complete"`
 	Errors      []string             `json:"errors,omitempty"`
 	InspectedAt time.Time            `json:"inspected_at"`
@@ -138,7 +139,10 @@ func (g *Gateway) Inspect(ctx context.Context, env Envelope, msg io.ReaderAt, si
 		rep.Close()
 		return nil, err
 	}
-	g.stageSandbox(st, opt, rep)
+	if err := g.stageSandbox(ctx, st, opt, rep); err != nil {
+		rep.Close()
+		return nil, err
+	}
 	if ctx.Err() != nil {
 		rep.Close()
 		return nil, fmt.Errorf("inspect: %w", ctx.Err())

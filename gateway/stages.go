@@ -10,6 +10,7 @@ import (
 	"github.com/mailguard/mailguard/attach"
 	"github.com/mailguard/mailguard/auth"
 	"github.com/mailguard/mailguard/policy"
+	"github.com/mailguard/mailguard/sandbox"
 	"github.com/mailguard/mailguard/scan"
 )
 
@@ -21,10 +22,10 @@ type stages struct {
 	auth     *auth.Verifier
 	yara     *scan.Engine // nil without rules
 	limits   attach.Limits
-	refs     atomic.Int64
+	sched    *sandbox.Scheduler // nil without a sandbox (or offline)
 }
 
-func newStages(p *policy.Policy, r auth.Resolver) (*stages, error) {
+func (g *Gateway) newStages(p *policy.Policy, r auth.Resolver) (*stages, error) {
 	if r == nil {
 		r = newResolver(p)
 	}
@@ -45,6 +46,12 @@ func newStages(p *policy.Policy, r auth.Resolver) (*stages, error) {
 	l.MaxDepth, l.MaxFiles, l.MaxTotalBytes, l.MaxFileBytes, l.MaxRatio = a.MaxDepth, a.MaxFiles, a.MaxTotalBytes, a.MaxFileBytes, a.MaxRatio
 	l.MaxDuration = a.Budget
 	s.limits = l
+	sched, err := g.newSandbox(p)
+	if err != nil {
+		s.close()
+		return nil, err
+	}
+	s.sched = sched
 	return s, nil
 }
 

@@ -192,6 +192,12 @@ type Store interface {
 	// (deleted); the row and its audit trail stay.
 	RemoveContent(ctx context.Context, id string) error
 
+	// PutBlob stores content under its SHA-256, durably; the same content
+	// is kept once. It fails if the content does not match sum.
+	PutBlob(ctx context.Context, sum string, r io.Reader) error
+	// OpenBlob returns content stored with PutBlob (ErrNotFound if none).
+	OpenBlob(ctx context.Context, sum string) (io.ReadSeekCloser, error)
+
 	// AddAudit records an operator action.
 	AddAudit(ctx context.Context, a Audit) error
 	// Audits returns the audit trail of a message, oldest first.

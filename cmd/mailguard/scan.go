@@ -56,7 +56,7 @@ func cmdScan(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		defer st.Close()
-		opt.Store = st
+		opt.Store, opt.Sandbox = st, st.Sandbox()
 	}
 	g, err := gateway.New(opt)
 	if err != nil {

@@ -49,7 +49,7 @@ type DB struct {
 
 // Open opens (creating if needed) the store under dir.
 func Open(dir string, opt Options) (*DB, error) {
-	for _, d := range []string{"spool/tmp", "spool/msg", "spool/orphan"} {
+	for _, d := range []string{"spool/tmp", "spool/msg", "spool/orphan", "blob"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o750); err != nil {
 			return nil, fmt.Errorf("store: %w", err)
 		}
@@ -162,6 +162,31 @@ var schema = []string{
 		detail TEXT NOT NULL DEFAULT ''
 	);
 	CREATE INDEX audit_msg ON audit(msg_id, at);`,
+	`CREATE TABLE sandbox_verdicts (
+		key     TEXT PRIMARY KEY,
+		sha256  TEXT NOT NULL,
+		verdict BLOB NOT NULL,
+		expires INTEGER NOT NULL
+	);
+	CREATE TABLE sandbox_tasks (
+		key        TEXT PRIMARY KEY,
+		sha256     TEXT NOT NULL,
+		name       TEXT NOT NULL,
+		type       TEXT NOT NULL,
+		size       INTEGER NOT NULL,
+		options    TEXT NOT NULL,
+		ref        TEXT NOT NULL,
+		task_id    TEXT NOT NULL,
+		created    INTEGER NOT NULL,
+		submitted  INTEGER NOT NULL,
+		attempts   INTEGER NOT NULL,
+		searched   INTEGER NOT NULL,
+		polls      INTEGER NOT NULL,
+		failures   INTEGER NOT NULL,
+		next_poll  INTEGER NOT NULL,
+		last_error TEXT NOT NULL
+	);
+	CREATE INDEX sandbox_tasks_due ON sandbox_tasks(next_poll);`,
 }
 
 func migrate(db *sql.DB) error {

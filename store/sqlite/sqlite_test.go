@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/mailguard/mailguard/sandbox"
+	"github.com/mailguard/mailguard/sandbox/sandboxtest"
 	"github.com/mailguard/mailguard/store"
 	"github.com/mailguard/mailguard/store/storetest"
 )
@@ -201,5 +204,36 @@ func TestInvalidIDs(t *testing.T) {
 		if _, err := s.Accept(context.Background(), &store.Message{ID: id}, strings.NewReader("x")); err == nil {
 			t.Errorf("Accept(%q) succeeded", id)
 		}
+	}
+}
+
+func TestSandboxStore(t *testing.T) {
+	sandboxtest.TestStore(t, func(t *testing.T) sandbox.Store { return openTemp(t, Options{}).Sandbox() })
+}
+
+func TestBlob(t *testing.T) {
+	s := openTemp(t, Options{})
+	ctx := context.Background()
+	sum := "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824" // "hello"
+	if err := s.PutBlob(ctx, sum, strings.NewReader("hello")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutBlob(ctx, sum, strings.NewReader("hello")); err != nil {
+		t.Fatalf("second put: %v", err)
+	}
+	if err := s.PutBlob(ctx, strings.Repeat("0", 64), strings.NewReader("hello")); err == nil {
+		t.Error("content with the wrong hash was stored")
+	}
+	f, err := s.OpenBlob(ctx, sum)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(f)
+	f.Close()
+	if string(b) != "hello" {
+		t.Errorf("blob = %q", b)
+	}
+	if _, err := s.OpenBlob(ctx, "../x"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("OpenBlob(../x) = %v", err)
 	}
 }
