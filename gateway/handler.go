@@ -30,7 +30,8 @@ func (g *Gateway) Rcpt(ctx context.Context, e *smtp.Envelope, rcpt string) error
 func (g *Gateway) Data(ctx context.Context, e *smtp.Envelope, r io.Reader) error {
 	log := g.log.With("msg_id", e.ID)
 	m := &store.Message{ID: e.ID, Direction: string(e.Direction), ClientIP: e.Conn.RemoteIP.Unmap().String(),
-		HELO: e.Conn.HELO, Proto: proto(e), MailFrom: e.MailFrom, Rcpts: e.Rcpts, ReceivedAt: e.Received.UTC()}
+		HELO: e.Conn.HELO, Proto: proto(e), SMTPUTF8: e.SMTPUTF8, EightBit: e.EightBit, MailFrom: e.MailFrom,
+		Rcpts: e.Rcpts, ReceivedAt: e.Received.UTC()}
 	if _, err := g.st.Accept(ctx, m, r); err != nil {
 		var rej *smtp.Reject
 		if !errors.As(err, &rej) {

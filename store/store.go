@@ -56,6 +56,8 @@ type Message struct {
 	ClientIP   string    `json:"client_ip"`
 	HELO       string    `json:"helo"`
 	Proto      string    `json:"proto"` // ESMTP, ESMTPS, UTF8SMTPS… for the Received field
+	SMTPUTF8   bool      `json:"smtputf8,omitempty"` // the client used SMTPUTF8: needed downstream
+	EightBit   bool      `json:"eightbit,omitempty"` // BODY=8BITMIME
 	MailFrom   string    `json:"mail_from"`
 	Rcpts      []string  `json:"rcpts"`
 	Size       int64     `json:"size"`
@@ -98,6 +100,8 @@ type Delivery struct {
 	Received  time.Time // the message's receipt, for the maximum queue age
 	Extra     []byte    // extra header fields for this delivery (X-Mailguard-Released)
 	LastError string
+	// SMTPUTF8 and EightBit come from the message (its MAIL FROM).
+	SMTPUTF8, EightBit bool
 }
 
 // RcptResult is the outcome for one recipient of one attempt.
@@ -184,7 +188,9 @@ type Store interface {
 	// pending delivery left. dsn, if not nil, is queued as a new message.
 	DeliveryDone(ctx context.Context, id int64, results []RcptResult, dsn *Message, dsnBytes []byte) error
 	// DeliveryRetry keeps the delivery for the recipients left, due at.
-	DeliveryRetry(ctx context.Context, id int64, at time.Time, pending []string, results []RcptResult) error
+	// dsn, if not nil, reports recipients that failed for good meanwhile
+	// and is queued as a new message in the same transaction.
+	DeliveryRetry(ctx context.Context, id int64, at time.Time, pending []string, results []RcptResult, dsn *Message, dsnBytes []byte) error
 	// PendingDeliveries counts deliveries not finished.
 	PendingDeliveries(ctx context.Context) (int, error)
 

@@ -113,10 +113,11 @@ func (s *DB) addSpooled(id string, b []byte) (string, error) {
 
 func insertMessage(tx *sql.Tx, m *store.Message, now time.Time) error {
 	_, err := tx.Exec(`INSERT INTO messages (id, received_at, state, state_at, direction,
-		client_ip, helo, proto, mail_from, rcpts, size, message_id, hdr_from, subject, action,
-		reasons, score, decision, prepend, hold_until)
-		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+		client_ip, helo, proto, smtputf8, eightbit, mail_from, rcpts, size, message_id, hdr_from,
+		subject, action, reasons, score, decision, prepend, hold_until)
+		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 		m.ID, us(m.ReceivedAt), string(m.State), us(now), m.Direction, m.ClientIP, m.HELO, m.Proto,
+		m.SMTPUTF8, m.EightBit,
 		m.MailFrom, jsonList(m.Rcpts), m.Size, m.MessageID, m.From, m.Subject, m.Action,
 		jsonList(m.Reasons), m.Score, []byte(m.Decision), m.Prepend, us(m.HoldUntil))
 	if err != nil {
@@ -137,7 +138,7 @@ func (s *DB) Open(ctx context.Context, id string) (io.ReadSeekCloser, error) {
 	return f, err
 }
 
-const msgCols = `id, received_at, state, state_at, direction, client_ip, helo, proto, mail_from,
+const msgCols = `id, received_at, state, state_at, direction, client_ip, helo, proto, smtputf8, eightbit, mail_from,
 	rcpts, size, message_id, hdr_from, subject, action, reasons, score, decision, prepend,
 	hold_until`
 
@@ -146,7 +147,7 @@ func scanMessage(row interface{ Scan(...any) error }) (*store.Message, error) {
 	var recv, stAt, hold int64
 	var st, rcpts, reasons string
 	var decision, prepend []byte
-	err := row.Scan(&m.ID, &recv, &st, &stAt, &m.Direction, &m.ClientIP, &m.HELO, &m.Proto, &m.MailFrom,
+	err := row.Scan(&m.ID, &recv, &st, &stAt, &m.Direction, &m.ClientIP, &m.HELO, &m.Proto, &m.SMTPUTF8, &m.EightBit, &m.MailFrom,
 		&rcpts, &m.Size, &m.MessageID, &m.From, &m.Subject, &m.Action, &reasons, &m.Score,
 		&decision, &prepend, &hold)
 	if err != nil {

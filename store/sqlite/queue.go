@@ -22,7 +22,7 @@ func (s *DB) Claim(ctx context.Context, owner string, lease time.Duration, max i
 		out = out[:0]
 		now := s.now()
 		rows, err := tx.Query(`SELECT d.id, d.msg_id, d.route, d.mail_from, d.rcpts, d.attempts,
-			d.next_at, d.created_at, d.extra, d.last_error, m.received_at
+			d.next_at, d.created_at, d.extra, d.last_error, m.received_at, m.smtputf8, m.eightbit
 			FROM deliveries d JOIN messages m ON m.id = d.msg_id
 			WHERE d.done_at = 0 AND d.next_at <= ? AND d.lease_until <= ?
 			ORDER BY d.next_at LIMIT ?`, us(now), us(now), max)
@@ -34,7 +34,7 @@ func (s *DB) Claim(ctx context.Context, owner string, lease time.Duration, max i
 			var rcpts string
 			var next, created, recv int64
 			if err := rows.Scan(&d.ID, &d.MsgID, &d.Route, &d.MailFrom, &rcpts, &d.Attempts,
-				&next, &created, &d.Extra, &d.LastError, &recv); err != nil {
+				&next, &created, &d.Extra, &d.LastError, &recv, &d.SMTPUTF8, &d.EightBit); err != nil {
 				rows.Close()
 				return err
 			}
@@ -57,30 +57,67 @@ func (s *DB) Claim(ctx context.Context, owner string, lease time.Duration, max i
 }
 
 // DeliveryRetry implements store.Store.
-func (s *DB) DeliveryRetry(ctx context.Context, id int64, at time.Time, pending []string, results []store.RcptResult) error {
-	return s.write(ctx, nil, func(tx *sql.Tx) error {
+func (s *DB) DeliveryRetry(ctx context.Context, id int64, at time.Time, pending []string, results []store.RcptResult, dsn *store.Message, dsnBytes []byte) error {
+	dirs, err := s.spoolDSN(dsn, dsnBytes)
+	if err != nil {
+		return err
+	}
+	err = s.write(ctx, dirs, func(tx *sql.Tx) error {
 		_, err := tx.Exec(`UPDATE deliveries SET rcpts = ?, attempts = attempts + 1, next_at = ?,
 			lease_until = 0, lease_owner = '', results = ?, last_error = ? WHERE id = ? AND done_at = 0`,
 			jsonList(pending), us(at), resultsJSON(results), lastError(results), id)
 		if err != nil {
 			return fmt.Errorf("store: retry %d: %w", id, err)
 		}
-		return nil
+		return s.queueDSN(tx, dsn)
 	})
+	if err != nil && dsn != nil {
+		os.Remove(s.spoolPath(dsn.ID))
+	}
+	return err
+}
+
+// spoolDSN stores the bytes of a DSN (when there is one) and returns the
+// directory the committing transaction must fsync.
+func (s *DB) spoolDSN(dsn *store.Message, b []byte) ([]string, error) {
+	if dsn == nil {
+		return nil, nil
+	}
+	dir, err := s.addSpooled(dsn.ID, b)
+	if err != nil {
+		return nil, err
+	}
+	dsn.Size = int64(len(b))
+	return []string{dir}, nil
+}
+
+// queueDSN records a spooled DSN as a queued message with its delivery.
+func (s *DB) queueDSN(tx *sql.Tx, dsn *store.Message) error {
+	if dsn == nil {
+		return nil
+	}
+	now := s.now()
+	dsn.State = store.Queued
+	if dsn.ReceivedAt.IsZero() {
+		dsn.ReceivedAt = now
+	}
+	if err := insertMessage(tx, dsn, now); err != nil {
+		return err
+	}
+	route := "inbound"
+	if dsn.Direction == "outbound" {
+		route = "outbound"
+	}
+	return insertDeliveries(tx, dsn.ID, []store.Delivery{{Route: route, MailFrom: "", Rcpts: dsn.Rcpts}}, now)
 }
 
 // DeliveryDone implements store.Store.
 func (s *DB) DeliveryDone(ctx context.Context, id int64, results []store.RcptResult, dsn *store.Message, dsnBytes []byte) error {
-	var dirs []string
-	if dsn != nil {
-		dir, err := s.addSpooled(dsn.ID, dsnBytes)
-		if err != nil {
-			return err
-		}
-		dirs = append(dirs, dir)
-		dsn.Size = int64(len(dsnBytes))
+	dirs, err := s.spoolDSN(dsn, dsnBytes)
+	if err != nil {
+		return err
 	}
-	err := s.write(ctx, dirs, func(tx *sql.Tx) error {
+	err = s.write(ctx, dirs, func(tx *sql.Tx) error {
 		now := s.now()
 		var msgID string
 		if err := tx.QueryRow(`SELECT msg_id FROM deliveries WHERE id = ?`, id).Scan(&msgID); err != nil {
@@ -98,17 +135,7 @@ func (s *DB) DeliveryDone(ctx context.Context, id int64, results []store.RcptRes
 		if err := finishMessage(tx, msgID, now); err != nil {
 			return err
 		}
-		if dsn != nil {
-			dsn.State = store.Queued
-			if dsn.ReceivedAt.IsZero() {
-				dsn.ReceivedAt = now
-			}
-			if err := insertMessage(tx, dsn, now); err != nil {
-				return err
-			}
-			return insertDeliveries(tx, dsn.ID, []store.Delivery{{Route: dsn.Direction, MailFrom: "", Rcpts: dsn.Rcpts}}, now)
-		}
-		return nil
+		return s.queueDSN(tx, dsn)
 	})
 	if err != nil && dsn != nil {
 		os.Remove(s.spoolPath(dsn.ID))

@@ -109,6 +109,8 @@ var schema = []string{
 		client_ip   TEXT NOT NULL DEFAULT '',
 		helo        TEXT NOT NULL DEFAULT '',
 		proto       TEXT NOT NULL DEFAULT '',
+		smtputf8    INTEGER NOT NULL DEFAULT 0,
+		eightbit    INTEGER NOT NULL DEFAULT 0,
 		mail_from   TEXT NOT NULL DEFAULT '',
 		rcpts       TEXT NOT NULL DEFAULT '[]',
 		size        INTEGER NOT NULL DEFAULT 0,

@@ -30,6 +30,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("ListFilters", func(t *testing.T) { testList(t, open(t)) })
 	t.Run("ConcurrentAccept", func(t *testing.T) { testConcurrent(t, open(t)) })
 	t.Run("ClaimLease", func(t *testing.T) { testLease(t, open(t)) })
+	t.Run("PartialFailureDSN", func(t *testing.T) { testPartialDSN(t, open(t)) })
 }
 
 var ctx = context.Background()
@@ -159,7 +160,7 @@ func testRetry(t *testing.T, s store.Store) {
 	queue(t, s, "m3", "u@corp.example")
 	d := claimOne(t, s, "w1")
 	future := time.Now().Add(time.Hour)
-	if err := s.DeliveryRetry(ctx, d.ID, future, d.Rcpts, []store.RcptResult{{Rcpt: "u@corp.example", Code: 451, Text: "try later"}}); err != nil {
+	if err := s.DeliveryRetry(ctx, d.ID, future, d.Rcpts, []store.RcptResult{{Rcpt: "u@corp.example", Code: 451, Text: "try later"}}, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	if ds, _ := s.Claim(ctx, "w1", time.Minute, 10); len(ds) != 0 {
@@ -317,5 +318,35 @@ func testLease(t *testing.T, s store.Store) {
 	d := claimOne(t, s, "live-worker")
 	if d.ID != ds[0].ID {
 		t.Errorf("reclaimed %d, want %d", d.ID, ds[0].ID)
+	}
+}
+
+// testPartialDSN: one recipient fails for good while another is retried:
+// the DSN is queued at once, the delivery keeps the pending recipient.
+func testPartialDSN(t *testing.T, s store.Store) {
+	Accept(t, s, "m7", "body", "gone@corp.example", "later@corp.example")
+	queue(t, s, "m7", "gone@corp.example", "later@corp.example")
+	d := claimOne(t, s, "w")
+	dsn := &store.Message{ID: "m7-dsn", Direction: "outbound", Rcpts: []string{"a@sender.example"}}
+	err := s.DeliveryRetry(ctx, d.ID, time.Now().Add(-time.Second), []string{"later@corp.example"},
+		[]store.RcptResult{{Rcpt: "gone@corp.example", Code: 550, Perm: true}, {Rcpt: "later@corp.example", Code: 451}}, dsn, []byte("dsn"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds, err := s.Claim(ctx, "w", time.Minute, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][]string{}
+	routes := map[string]string{}
+	for _, d := range ds {
+		got[d.MsgID] = d.Rcpts
+		routes[d.MsgID] = d.Route
+	}
+	if !cmp.Equal(got["m7"], []string{"later@corp.example"}) || !cmp.Equal(got["m7-dsn"], []string{"a@sender.example"}) || routes["m7-dsn"] != "outbound" {
+		t.Errorf("after a partial failure: %v routes %v", got, routes)
+	}
+	if m, _ := s.Get(ctx, "m7"); m.State != store.Queued {
+		t.Errorf("state %s, want queued", m.State)
 	}
 }
