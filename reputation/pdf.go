@@ -12,41 +12,48 @@ import (
 // caller that has decompressed them passes their text through ExtractURLs.
 func ExtractPDF(data []byte, max int) []URL {
 	x := newExtractor(max)
-	rest := data
-	for !x.full() {
-		i := bytes.Index(rest, []byte("/URI"))
+	text := []byte(string(data)) // a copy, with the /URI strings blanked out for the text scan
+	for off := 0; !x.full(); {
+		i := bytes.Index(data[off:], []byte("/URI"))
 		if i < 0 {
 			break
 		}
-		rest = rest[i+4:]
-		if s, ok := pdfString(rest); ok {
+		off += i + 4
+		if s, n, ok := pdfString(data[off:]); ok {
 			x.add(s, "pdf", "")
+			for j := off; j < off+n; j++ {
+				text[j] = ' '
+			}
+			off += n
 		}
 	}
 	if !x.full() {
-		x.text(string(data), "text")
+		x.text(string(text), "text")
 	}
 	return x.urls
 }
 
 // pdfString decodes the PDF string object at the start of b (after
 // whitespace): a literal (...) string with its escapes and balanced
-// parentheses, or a hex <...> string. It reads at most 4 KiB.
-func pdfString(b []byte) (string, bool) {
-	b = bytes.TrimLeft(b, " \t\r\n\f\x00")
+// parentheses, or a hex <...> string, and the number of bytes it took
+// (whitespace included). It reads at most 4 KiB.
+func pdfString(in []byte) (string, int, bool) {
+	b := bytes.TrimLeft(in, " \t\r\n\f\x00")
+	skipped := len(in) - len(b)
 	if len(b) > 4096 {
 		b = b[:4096]
 	}
 	if len(b) == 0 {
-		return "", false
+		return "", 0, false
 	}
 	switch b[0] {
 	case '(':
-		return pdfLiteral(b[1:])
+		s, n, ok := pdfLiteral(b[1:])
+		return s, skipped + 1 + n, ok
 	case '<':
 		end := bytes.IndexByte(b, '>')
 		if end < 0 {
-			return "", false
+			return "", 0, false
 		}
 		h := bytes.Map(func(r rune) rune {
 			if r == ' ' || r == '\t' || r == '\r' || r == '\n' {
@@ -59,15 +66,16 @@ func pdfString(b []byte) (string, bool) {
 		}
 		out := make([]byte, hex.DecodedLen(len(h)))
 		if _, err := hex.Decode(out, h); err != nil {
-			return "", false
+			return "", 0, false
 		}
-		return string(out), true
+		return string(out), skipped + end + 1, true
 	}
-	return "", false
+	return "", 0, false
 }
 
-// pdfLiteral decodes a literal string body (after the opening parenthesis).
-func pdfLiteral(b []byte) (string, bool) {
+// pdfLiteral decodes a literal string body (after the opening
+// parenthesis) and returns the bytes taken, the closing one included.
+func pdfLiteral(b []byte) (string, int, bool) {
 	var out []byte
 	depth := 0
 	for i := 0; i < len(b); i++ {
@@ -104,7 +112,7 @@ func pdfLiteral(b []byte) (string, bool) {
 			out = append(out, c)
 		case c == ')':
 			if depth == 0 {
-				return string(out), true
+				return string(out), i + 1, true
 			}
 			depth--
 			out = append(out, c)
@@ -112,5 +120,5 @@ func pdfLiteral(b []byte) (string, bool) {
 			out = append(out, c)
 		}
 	}
-	return "", false
+	return "", 0, false
 }

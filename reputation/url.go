@@ -119,8 +119,10 @@ func (x *extractor) add(raw, source, anchor string) {
 
 // textURL finds URL candidates in text: a scheme (also defanged) or
 // "www." (also defanged), a host part that may hold any non-space
-// characters (IDNs, defanging brackets), and an ASCII path.
-var textURL = regexp.MustCompile(`(?i)(?:\b(?:h[tx]{2}ps?|h\*\*ps?|fxp|ftps?)(?:\[:\]//|\(:\)//|\[://\]|://|:\\\\)|\bwww(?:\.|\[\.\]|\(\.\)|\{\.\}|\[dot\]|\(dot\)))` +
+// characters (IDNs, defanging brackets), and an ASCII path. Only the
+// scheme is case-insensitive: under (?i) the non-ASCII range in the path
+// class would fold onto "s" and "k" (U+017F, U+212A).
+var textURL = regexp.MustCompile(`(?i:\b(?:h[tx]{2}ps?|h\*\*ps?|fxp|ftps?)(?:\[:\]//|\(:\)//|\[://\]|://|:\\\\)|\bwww(?:\.|\[\.\]|\(\.\)|\{\.\}|\[dot\]|\(dot\)))` +
 	`[^\s/?#\\<>"'` + "`" + `\x00-\x1f\x7f]*` +
 	`(?:[/?#\\][^\s<>"'` + "`" + `\x00-\x1f\x7f\x{80}-\x{10FFFF}]*)?`)
 
@@ -216,6 +218,11 @@ func parseURL(raw string, strict bool) (URL, bool) {
 		end = len(rest)
 	}
 	authority, path := rest[:end], strings.Replace(rest[end:], "\\", "/", 1)
+	if strict {
+		if cut, ok := cutAtText(authority); ok {
+			authority, path = cut, "" // "https://example.comをご覧ください": the host ends where the sentence goes on
+		}
+	}
 	if at := strings.LastIndexByte(authority, '@'); at >= 0 {
 		authority, u.Userinfo = authority[at+1:], true
 	}
@@ -231,6 +238,24 @@ func parseURL(raw string, strict bool) (URL, bool) {
 	u.Normalized = truncate(scheme+"://"+hostPart+path, maxRawLen)
 	u.Shortener = builtinShortener(u.Host, u.Domain)
 	return u, true
+}
+
+// cutAtText handles text where a host runs into non-ASCII words without a
+// space: it cuts the authority at the first ASCII-to-non-ASCII transition
+// after which the ASCII part is a host with a known public suffix.
+func cutAtText(authority string) (string, bool) {
+	if isASCII(authority) {
+		return "", false
+	}
+	for i := 1; i < len(authority); i++ {
+		if authority[i] >= utf8.RuneSelf && authority[i-1] < utf8.RuneSelf {
+			cand := authority[:i]
+			if isASCII(cand) && hasKnownSuffix(strings.ToLower(strings.TrimRight(stripPort(cand), "."))) {
+				return cand, true
+			}
+		}
+	}
+	return "", false
 }
 
 func stripPort(authority string) string {
@@ -299,7 +324,7 @@ func normaliseHost(h string, u *URL, knownSuffix bool) (string, bool) {
 			return "", false
 		}
 	}
-	if ascii == "" || len(ascii) > 253 {
+	if !validHostname(ascii) {
 		return "", false
 	}
 	if a, isNum, err := parseIPv4(ascii); isNum { // fullwidth digits mapped to an address
@@ -349,6 +374,26 @@ func lenientASCII(h string) (string, error) {
 		labels[i] = p
 	}
 	return strings.Join(labels, "."), nil
+}
+
+// validHostname checks the ASCII form of a host name: LDH labels (plus
+// underscore) of 1 to 63 bytes, 253 bytes in all.
+func validHostname(h string) bool {
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(h, ".") {
+		if l == "" || len(l) > 63 {
+			return false
+		}
+		for i := 0; i < len(l); i++ {
+			c := l[i]
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func isASCII(s string) bool {
@@ -482,6 +527,11 @@ var visibleHost = regexp.MustCompile(`(?i)(?:[\p{L}\p{N}](?:[\p{L}\p{N}_-]{0,62}
 // domain other than the target's.
 func mismatch(anchor, target string) bool {
 	anchor = truncate(anchor, 1024)
+	for _, m := range textURL.FindAllString(anchor, 8) {
+		if v, ok := parseURL(trimTrailing(m), false); ok && v.Domain != target {
+			return true
+		}
+	}
 	for _, m := range visibleHost.FindAllString(anchor, 8) {
 		var v URL
 		host, ok := normaliseHost(m, &v, true)
