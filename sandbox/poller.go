@@ -137,13 +137,35 @@ const (
 	retried
 )
 
-// submit uploads a queued task, after a hash search when enabled.
+// submit uploads a queued task, after a hash search when enabled, if a
+// slot under MaxInFlight is free.
 func (s *Scheduler) submit(ctx context.Context, t Task, now time.Time, inflight *atomic.Int64) outcome {
-	if s.cfg.MaxInFlight > 0 && inflight.Load() >= int64(s.cfg.MaxInFlight) {
+	if !reserve(inflight, s.cfg.MaxInFlight) {
 		t.NextPoll = now.Add(s.cfg.Backoff.Poll)
 		s.put(ctx, t)
 		return waiting
 	}
+	r := s.submitReserved(ctx, t, now)
+	if r != submitted {
+		inflight.Add(-1)
+	}
+	return r
+}
+
+// reserve takes one of max slots (max <= 0: no cap).
+func reserve(inflight *atomic.Int64, max int) bool {
+	for {
+		n := inflight.Load()
+		if max > 0 && n >= int64(max) {
+			return false
+		}
+		if inflight.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+func (s *Scheduler) submitReserved(ctx context.Context, t Task, now time.Time) outcome {
 	searcher, canSearch := s.cfg.Client.(Searcher)
 	if canSearch && s.cfg.Search && !t.Searched {
 		id, found, err := searcher.SearchSHA256(ctx, t.SHA256, t.Options)
@@ -156,7 +178,7 @@ func (s *Scheduler) submit(ctx context.Context, t Task, now time.Time, inflight 
 		}
 		t.Searched = true
 		if found {
-			return s.adopt(ctx, t, id, now, inflight)
+			return s.adopt(ctx, t, id, now)
 		}
 	}
 	f, ok := s.fileFor(ctx, t)
@@ -167,10 +189,9 @@ func (s *Scheduler) submit(ctx context.Context, t Task, now time.Time, inflight 
 	if err != nil {
 		metricSubmissions.WithLabelValues("error").Inc()
 		s.countErr("submit", err)
-		return s.submitFailed(ctx, t, now, err, inflight)
+		return s.submitFailed(ctx, t, now, err)
 	}
 	metricSubmissions.WithLabelValues("ok").Inc()
-	inflight.Add(1)
 	s.log.Debug("sandbox submitted", "sha256", t.SHA256, "task_id", id)
 	t.ID, t.Submitted, t.Attempts = id, now, t.Attempts+1
 	t.Polls, t.Failures, t.LastError = 0, 0, ""
@@ -182,7 +203,7 @@ func (s *Scheduler) submit(ctx context.Context, t Task, now time.Time, inflight 
 // submitFailed decides what a failed upload means: the file refused (an
 // error verdict), already there (adopt the existing task), or the sandbox
 // not able to take it now (try again later, never dropped).
-func (s *Scheduler) submitFailed(ctx context.Context, t Task, now time.Time, err error, inflight *atomic.Int64) outcome {
+func (s *Scheduler) submitFailed(ctx context.Context, t Task, now time.Time, err error) outcome {
 	switch KindOf(err) {
 	case KindRejected:
 		return s.finalize(ctx, t, errorVerdict("sandbox refused the file: "+err.Error()), now)
@@ -192,7 +213,7 @@ func (s *Scheduler) submitFailed(ctx context.Context, t Task, now time.Time, err
 		if searcher, ok := s.cfg.Client.(Searcher); ok {
 			id, found, serr := searcher.SearchSHA256(ctx, t.SHA256, t.Options)
 			if serr == nil && found {
-				return s.adopt(ctx, t, id, now, inflight)
+				return s.adopt(ctx, t, id, now)
 			}
 			if serr != nil && IsTemporary(serr) {
 				return s.retry(ctx, t, now, serr)
@@ -208,9 +229,8 @@ func (s *Scheduler) submitFailed(ctx context.Context, t Task, now time.Time, err
 }
 
 // adopt follows a task found on the sandbox instead of uploading.
-func (s *Scheduler) adopt(ctx context.Context, t Task, id TaskID, now time.Time, inflight *atomic.Int64) outcome {
+func (s *Scheduler) adopt(ctx context.Context, t Task, id TaskID, now time.Time) outcome {
 	metricSearchHits.Inc()
-	inflight.Add(1)
 	s.log.Debug("sandbox task found by search", "sha256", t.SHA256, "task_id", id)
 	t.ID, t.Submitted = id, now
 	t.Polls, t.Failures, t.LastError = 0, 0, ""

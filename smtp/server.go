@@ -37,6 +37,9 @@ type Server struct {
 	baseCtx    context.Context
 	baseCancel context.CancelFunc
 
+	stopOnce sync.Once
+	stopped  chan struct{}
+
 	mu        sync.Mutex
 	listeners []net.Listener
 	conns     map[*conn]struct{}
@@ -273,17 +276,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, c := range conns {
 		c.drain()
 	}
-	err := s.gs.Shutdown(ctx)
-	s.closeListeners()
-	if errors.Is(err, gosmtp.ErrServerClosed) {
-		err = nil
-	}
-	if ctx.Err() != nil {
+	done := s.stop()
+	select {
+	case <-done:
+		s.baseCancel()
+		return nil
+	case <-ctx.Done():
 		s.forceClose()
 		return ctx.Err()
 	}
-	s.baseCancel()
-	return err
 }
 
 // Close closes every listener and connection at once.
@@ -291,24 +292,38 @@ func (s *Server) Close() error {
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
-	err := s.gs.Close()
-	if errors.Is(err, gosmtp.ErrServerClosed) {
-		err = nil
-	}
+	s.stop()
 	s.forceClose()
-	return err
+	return nil
+}
+
+// stop runs go-smtp's Shutdown once (it closes the listeners it serves and
+// waits for its connections); the channel closes when it returns. go-smtp's
+// Close and Shutdown must not both run: each closes the same channel.
+func (s *Server) stop() <-chan struct{} {
+	s.stopOnce.Do(func() {
+		s.stopped = make(chan struct{})
+		go func() {
+			defer close(s.stopped)
+			err := s.gs.Shutdown(context.Background())
+			if err != nil && !errors.Is(err, gosmtp.ErrServerClosed) {
+				s.log.Debug("smtp shutdown", "err", err)
+			}
+			s.closeListeners()
+		}()
+	})
+	return s.stopped
 }
 
 func (s *Server) forceClose() {
 	s.baseCancel()
-	_ = s.gs.Close() // ErrServerClosed when already closed
+	s.closeListeners()
 	s.mu.Lock()
 	conns := make([]*conn, 0, len(s.conns))
 	for c := range s.conns {
 		conns = append(conns, c)
 	}
 	s.mu.Unlock()
-	s.closeListeners()
 	for _, c := range conns {
 		_ = c.Close() // the peer may already be gone
 	}

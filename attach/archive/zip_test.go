@@ -71,7 +71,7 @@ func TestZipEncrypted(t *testing.T) {
 			for i := range 50 {
 				many = append(many, Password{fmt.Sprintf("guess%d", i), "body"})
 			}
-			w = walkBytes(t, Zip, data, Options{Passwords: many})
+			w = walkBytes(t, Zip, data, Options{Passwords: many, Limits: Limits{MaxAttempts: 8}})
 			if len(w.res.Locked) != 2 || len(w.content) != 0 {
 				t.Errorf("wrong passwords: locked %v content %d problems %v", w.res.Locked, len(w.content), w.res.Problems)
 			}

@@ -1,0 +1,60 @@
+package attach
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// fuzzSeeds are the test messages of this package, one of each shape.
+func fuzzSeeds(t testing.TB) [][]byte {
+	one := mkOneNote(minimalPE())
+	seeds := [][]byte{
+		mkMessage("x", textPart("パスワード：Abc12345"), attachment("a.exe", "application/octet-stream", minimalPE())),
+		mkMessage("x", attachment("d.docm", "application/octet-stream", mkDocm(t))),
+		mkMessage("x", attachment("a.pdf", "application/pdf", jsPDF())),
+		mkMessage("x", attachment("a.lnk", "application/octet-stream", mkLNK(`C:\a.exe`, "x", "y", "z"))),
+		mkMessage("x", attachment("n.one", "application/onenote", one)),
+		mkMessage("x", attachment("z.zip", "application/zip", mkZip(t, map[string][]byte{"a/b.txt": []byte("hi")}, "a/b.txt"))),
+		mkMessage("x", textPart("begin 644 a.exe\r\n"+uuencode(minimalPE())+"`\r\nend\r\n")),
+		nested(60),
+		[]byte("Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: message/rfc822\r\n\r\nContent-Type: multipart/mixed; boundary=c\r\n\r\n--c\r\n\r\nx\r\n--c--\r\n--b--\r\n"),
+	}
+	if files, _ := filepath.Glob("testdata/*.eml"); len(files) > 0 {
+		for _, f := range files {
+			if b, err := os.ReadFile(f); err == nil {
+				seeds = append(seeds, b)
+			}
+		}
+	}
+	return seeds
+}
+
+func FuzzWalk(f *testing.F) {
+	for _, s := range fuzzSeeds(f) {
+		f.Add(s)
+	}
+	lim := Limits{MaxDepth: 4, MaxFiles: 64, MaxTotalBytes: 1 << 20, MaxMIMEParts: 200, MaxMIMEDepth: 20, MaxDuration: 5 * time.Second}
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		res, err := Walk(context.Background(), bytes.NewReader(raw), int64(len(raw)), Options{Limits: lim, TempDir: dir})
+		if err != nil {
+			t.Fatalf("Walk: %v", err)
+		}
+		defer res.Close()
+		if n := res.TotalBytes(); n > lim.MaxTotalBytes {
+			t.Fatalf("walk extracted %d bytes, limit %d", n, lim.MaxTotalBytes)
+		}
+		if len(res.Files) > lim.MaxFiles {
+			t.Fatalf("%d files, limit %d", len(res.Files), lim.MaxFiles)
+		}
+		for _, fl := range res.Files {
+			if fl.Depth > lim.MaxDepth+1 {
+				t.Fatalf("file %q at depth %d", fl.Path, fl.Depth)
+			}
+		}
+	})
+}
