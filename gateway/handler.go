@@ -16,14 +16,26 @@ import (
 
 var _ smtp.Handler = (*Gateway)(nil)
 
-// Connect implements smtp.Handler.
-func (g *Gateway) Connect(ctx context.Context, c smtp.ConnInfo) error { return nil }
+// Connect implements smtp.Handler: a client listed by enough DNS lists is
+// refused before the greeting when reputation.reject_at = "connect".
+func (g *Gateway) Connect(ctx context.Context, c smtp.ConnInfo) error {
+	if c.Internal {
+		return nil
+	}
+	return g.checkClient(ctx, "connect", c.RemoteIP)
+}
 
 // Mail implements smtp.Handler.
 func (g *Gateway) Mail(ctx context.Context, e *smtp.Envelope) error { return nil }
 
-// Rcpt implements smtp.Handler.
-func (g *Gateway) Rcpt(ctx context.Context, e *smtp.Envelope, rcpt string) error { return nil }
+// Rcpt implements smtp.Handler: with reputation.reject_at = "rcpt" (the
+// default) a listed client learns it at its first RCPT, while connected.
+func (g *Gateway) Rcpt(ctx context.Context, e *smtp.Envelope, rcpt string) error {
+	if e.Conn.Internal || len(e.Rcpts) > 0 {
+		return nil
+	}
+	return g.checkClient(ctx, "rcpt", e.Conn.RemoteIP)
+}
 
 // Data implements smtp.Handler: the message is made durable, inspected, and
 // the decision persisted before the reply is written.

@@ -60,6 +60,7 @@ type Report struct {
 	Files       []*attach.File       `json:"files"`
 	Findings    []reason.Finding     `json:"findings"`
 	Sandbox     []SandboxFile        `json:"sandbox,omitempty"`
+	Reputation  *ReputationReport    `json:"reputation,omitempty"`
 	Complete    bool                 `json:"complete"`
 	Errors      []string             `json:"errors,omitempty"`
 	InspectedAt time.Time            `json:"inspected_at"`
@@ -139,6 +140,7 @@ func (g *Gateway) Inspect(ctx context.Context, env Envelope, msg io.ReaderAt, si
 		rep.Close()
 		return nil, err
 	}
+	g.stageReputation(ctx, st, env, rep)
 	if err := g.stageSandbox(ctx, st, opt, rep); err != nil {
 		rep.Close()
 		return nil, err

@@ -43,6 +43,11 @@ var (
 		Buckets: prometheus.ExponentialBuckets(1, 2, 14),
 	})
 
+	metricReputation = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "mailguard_gateway_reputation_checks_total",
+		Help: "Client reputation checks at connect or RCPT time, by result.",
+	}, []string{"kind", "result"}) // kind: ip; result: clean, listed, reject
+
 	metricResumed = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "mailguard_gateway_resumed_total",
 		Help: "Messages found in flight at start, by state.",

@@ -10,6 +10,7 @@ import (
 	"github.com/mailguard/mailguard/attach"
 	"github.com/mailguard/mailguard/auth"
 	"github.com/mailguard/mailguard/policy"
+	"github.com/mailguard/mailguard/reputation"
 	"github.com/mailguard/mailguard/sandbox"
 	"github.com/mailguard/mailguard/scan"
 )
@@ -22,7 +23,8 @@ type stages struct {
 	auth     *auth.Verifier
 	yara     *scan.Engine // nil without rules
 	limits   attach.Limits
-	sched    *sandbox.Scheduler // nil without a sandbox (or offline)
+	sched    *sandbox.Scheduler  // nil without a sandbox (or offline)
+	rep      *reputation.Checker // nil without DNS lists
 }
 
 func (g *Gateway) newStages(p *policy.Policy, r auth.Resolver) (*stages, error) {
@@ -52,6 +54,10 @@ func (g *Gateway) newStages(p *policy.Policy, r auth.Resolver) (*stages, error) 
 		return nil, err
 	}
 	s.sched = sched
+	if s.rep, err = newReputation(p, r); err != nil {
+		s.close()
+		return nil, err
+	}
 	return s, nil
 }
 
