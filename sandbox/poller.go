@@ -183,6 +183,13 @@ func (s *Scheduler) submitReserved(ctx context.Context, t Task, now time.Time) o
 	}
 	f, ok := s.fileFor(ctx, t)
 	if !ok {
+		if now.Before(s.start.Add(s.cfg.ReattachGrace)) {
+			// Just restarted: the caller may yet call Schedule again
+			// with this file.
+			t.NextPoll = now.Add(s.cfg.Backoff.Poll)
+			s.put(ctx, t)
+			return waiting
+		}
 		return s.finalize(ctx, t, errorVerdict("content no longer available to upload (no Reopen hook)"), now)
 	}
 	id, err := s.cfg.Client.Submit(ctx, f)

@@ -353,6 +353,11 @@ func TestTLS(t *testing.T) {
 	if _, err := New(Config{URL: e.URL, CAFile: filepath.Join(t.TempDir(), "missing.pem")}); err == nil {
 		t.Error("missing CA file accepted")
 	}
+	for _, bad := range []Config{{URL: "ftp://x/apiv2/"}, {URL: "http:///apiv2/"}, {URL: e.URL, Token: "a b"}} {
+		if _, err := New(bad); err == nil {
+			t.Errorf("New(%+v) accepted", bad)
+		}
+	}
 }
 
 func TestArchiveAggregationAndRecovery(t *testing.T) {
