@@ -157,7 +157,10 @@ func trimTrailing(s string) string {
 	return s
 }
 
+// truncate cuts s to at most n bytes of valid UTF-8 (invalid bytes from
+// hostile input are replaced).
 func truncate(s string, n int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
 	if len(s) <= n {
 		return s
 	}
