@@ -211,6 +211,7 @@ type canonLength struct {
 	wsp     bool  // relaxed: whitespace pending inside the line
 }
 
+// Write counts the body bytes in p; it never fails.
 func (c *bodyLengthCounter) Write(p []byte) (int, error) {
 	for _, b := range p {
 		if c.cr {
