@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"strings"
 	"testing"
@@ -337,4 +338,24 @@ func TestDataWithoutConsumingIsNotAccepted(t *testing.T) {
 	c.send("hello there\r\nmore\r\n.\r\n")
 	c.expect(451)
 	c.cmdExpect("NOOP", 250)
+}
+
+func TestIPv6Listener(t *testing.T) {
+	l, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	l.Close()
+	cfg := testConfig()
+	cfg.Listen = []Listener{{Addr: "[::1]:0"}}
+	cfg.InternalNetworks = prefixes("::1/128")
+	h := &recHandler{}
+	_, addrs := startServer(t, cfg, h)
+	c := dial(t, addrs[0])
+	c.hello("v6.example")
+	c.cmdExpect("MAIL FROM:<a@corp.example>", 250)
+	c.cmdExpect("RCPT TO:<x@elsewhere.example>", 250)
+	if ci := h.lastMail().Conn; ci.RemoteIP != netip.MustParseAddr("::1") || !ci.Internal || !ci.LocalAddr.Addr().Is6() {
+		t.Errorf("conn %+v", ci)
+	}
 }
