@@ -33,6 +33,12 @@ var fuzzPasswords = []Password{{"wrong", "body"}, {"infected", "thread"}}
 func fuzzWalk(t *testing.T, f Format, data []byte) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	start := time.Now()
+	defer func() {
+		if d := time.Since(start); d > 10*time.Second {
+			t.Fatalf("walking %d bytes as %s took %v", len(data), f, d)
+		}
+	}()
 	var entries int
 	var read int64
 	res, err := Walk(ctx, f, bytes.NewReader(data), int64(len(data)),
