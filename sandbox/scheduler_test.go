@@ -577,3 +577,25 @@ func TestRunDeliversVerdicts(t *testing.T) {
 		t.Errorf("Run = %v", err)
 	}
 }
+
+func TestShutdownDuringARequestPutsTheTaskBack(t *testing.T) {
+	f := mkfile("interrupted", nil)
+	h := newHarness(t, capetest.Config{}, sandbox.Config{})
+	h.emu.SetLatency(2 * time.Second)
+	h.schedule(f)
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(100*time.Millisecond, cancel)
+	if _, err := h.sched.Cycle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tasks := h.store.Tasks()
+	if len(tasks) != 1 || tasks[0].Failures != 0 || tasks[0].NextPoll.After(h.clk.Now()) || tasks[0].ID != "" {
+		t.Errorf("after shutdown: %+v", tasks)
+	}
+	h.emu.SetLatency(0)
+	h.restart()
+	h.schedule(f) // the gateway resumes its held message
+	if v := h.until(f.SHA256, 5*time.Minute, 5*time.Second); v.State != sandbox.StateDone {
+		t.Errorf("verdict %+v", v)
+	}
+}
