@@ -253,6 +253,13 @@ func (c *conn) Read(p []byte) (int, error) {
 	if c.readErr != nil {
 		return 0, c.readErr
 	}
+	if len(c.pending) > 0 {
+		// The rest of a command line longer than go-smtp's buffer: go-smtp
+		// has not acted on it yet, so there is nothing to settle.
+		n := copy(p, c.pending)
+		c.pending = c.pending[n:]
+		return n, nil
+	}
 	c.settle()
 	var n int
 	var err error
@@ -327,11 +334,6 @@ func (c *conn) endChunk() {
 // readCommand returns the next command line (or the rest of a long one),
 // handling the commands the front end owns itself.
 func (c *conn) readCommand(p []byte) (int, error) {
-	if len(c.pending) > 0 {
-		n := copy(p, c.pending)
-		c.pending = c.pending[n:]
-		return n, nil
-	}
 	for {
 		line, err := c.nextLine()
 		if err != nil {

@@ -359,3 +359,24 @@ func TestIPv6Listener(t *testing.T) {
 		t.Errorf("conn %+v", ci)
 	}
 }
+
+func TestCommandLongerThanGoSMTPBuffer(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxCommandLength = 16384
+	h := &recHandler{}
+	_, addrs := startServer(t, cfg, h)
+	c := dial(t, addrs[0])
+	c.expect(220)
+	long := "h" + strings.Repeat("x", 6000) + ".example"
+	c.cmdExpect("EHLO "+long, 250)
+	c.cmdExpect("MAIL FROM:<a@sender.example>", 250)
+	c.cmdExpect("RCPT TO:<b@corp.example>", 250)
+	// A BDAT line of 7000 bytes (go-smtp reads it in two pieces).
+	c.send("BDAT 7" + strings.Repeat(" ", 7000) + "LAST\r\nhello\r\n")
+	c.expect(250)
+	c.cmdExpect("NOOP", 250)
+	msgs := h.accepted()
+	if len(msgs) != 1 || string(msgs[0].data) != "hello\r\n" || msgs[0].env.Conn.HELO != long {
+		t.Fatalf("got %d messages", len(msgs))
+	}
+}
