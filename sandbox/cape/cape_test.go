@@ -543,6 +543,10 @@ func TestEnvelopeRule(t *testing.T) {
 	if id, err := c.Submit(ctx, f); err != nil || id != "7,8" {
 		t.Errorf("partial success = %q, %v", id, err)
 	}
+	set(answer{status: 404, body: `{"error": true, "error_value": "Sample not found"}`})
+	if ok, err := c.FileExists(ctx, f.SHA256); ok || err != nil {
+		t.Errorf("multitenant 404 for a sample: %v, %v", ok, err)
+	}
 }
 
 func TestReportLimit(t *testing.T) {
