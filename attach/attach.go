@@ -237,7 +237,7 @@ type Header struct {
 	MessageID  string    `json:"message_id"`
 	InReplyTo  []string  `json:"in_reply_to,omitempty"`
 	References []string  `json:"references,omitempty"`
-	Date       time.Time `json:"date"`
+	Date       time.Time `json:"date,omitzero"`
 }
 
 // Address is one decoded mailbox.

@@ -8,66 +8,83 @@ import (
 	"strings"
 )
 
-// b64Cleaner passes only base64 alphabet bytes; it counts other bytes
-// that are not white space or padding, so that junk is reported instead
-// of silently emptying the part (enmime's failure mode).
-type b64Cleaner struct {
-	r    io.Reader
-	junk int
-	buf  []byte
-}
-
-func (c *b64Cleaner) Read(p []byte) (int, error) {
-	if len(c.buf) < len(p) {
-		c.buf = make([]byte, len(p))
+// b64Class classifies input bytes of base64: 0 skip (white space,
+// padding), 1 junk (counted and skipped), 2 alphabet; b64Map maps
+// base64url to the standard alphabet.
+var b64Class, b64Map = func() (c [256]byte, m [256]byte) {
+	for i := range c {
+		c[i] = 1
+		m[i] = byte(i)
 	}
-	for {
-		n, err := c.r.Read(c.buf[:len(p)])
-		k := 0
-		for _, b := range c.buf[:n] {
-			switch {
-			case b >= 'A' && b <= 'Z', b >= 'a' && b <= 'z', b >= '0' && b <= '9', b == '+', b == '/':
-				p[k] = b
-				k++
-			case b == '-':
-				p[k] = '+' // base64url, seen in the wild
-				k++
-			case b == '_':
-				p[k] = '/'
-				k++
-			case b == '=', b == ' ', b == '\t', b == '\r', b == '\n':
-			default:
-				c.junk++
-			}
-		}
-		if k > 0 || err != nil {
-			return k, err
-		}
+	for _, b := range []byte("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_") {
+		c[b] = 2
 	}
-}
+	m['-'], m['_'] = '+', '/'
+	for _, b := range []byte("= \t\r\n") {
+		c[b] = 0
+	}
+	return c, m
+}()
 
-// base64Reader decodes base64 leniently: junk is skipped, padding is
-// optional, a dangling final character is ignored.
+// base64Reader decodes base64 leniently and in bulk: bytes outside the
+// alphabet are skipped (and counted when they are not white space or
+// padding, so that junk is reported instead of silently emptying the part,
+// enmime's failure mode), padding is optional, and a dangling final
+// character is reported and ignored.
 type base64Reader struct {
-	clean *b64Cleaner
-	dec   io.Reader
-	tail  bool // the decoder reported a trailing partial quantum
+	r    io.Reader
+	in   []byte // raw input chunk
+	q    []byte // cleaned alphabet bytes not yet decoded (< 4 after a fill)
+	out  []byte // decoded, not yet returned
+	obuf []byte
+	junk int
+	tail bool
+	eof  bool
 }
 
 func newBase64Reader(r io.Reader) *base64Reader {
-	c := &b64Cleaner{r: r}
-	return &base64Reader{clean: c, dec: base64.NewDecoder(base64.RawStdEncoding, c)}
+	return &base64Reader{r: r, in: make([]byte, 48<<10), q: make([]byte, 0, 48<<10+4), obuf: make([]byte, 36<<10+3)}
 }
 
 func (b *base64Reader) Read(p []byte) (int, error) {
-	n, err := b.dec.Read(p)
-	if err != nil && err != io.EOF {
-		if _, ok := err.(base64.CorruptInputError); ok {
-			b.tail = true
-			return n, io.EOF
+	for len(b.out) == 0 {
+		if b.eof {
+			return 0, io.EOF
 		}
+		n, err := b.r.Read(b.in)
+		for _, c := range b.in[:n] {
+			switch b64Class[c] {
+			case 2:
+				b.q = append(b.q, b64Map[c])
+			case 1:
+				b.junk++
+			}
+		}
+		if err != nil {
+			b.eof = true
+			if err != io.EOF {
+				return 0, err
+			}
+		}
+		whole := len(b.q) / 4 * 4
+		if b.eof {
+			whole = len(b.q)
+			if whole%4 == 1 {
+				b.tail = true
+				whole--
+			}
+		}
+		need := base64.RawStdEncoding.DecodedLen(whole)
+		if cap(b.obuf) < need {
+			b.obuf = make([]byte, need)
+		}
+		dn, _ := base64.RawStdEncoding.Decode(b.obuf[:need], b.q[:whole])
+		b.out = b.obuf[:dn]
+		b.q = append(b.q[:0], b.q[whole:]...)
 	}
-	return n, err
+	n := copy(p, b.out)
+	b.out = b.out[n:]
+	return n, nil
 }
 
 // qpReader decodes quoted-printable leniently: invalid escapes are kept
@@ -165,7 +182,7 @@ func decodeTransfer(cte string, r io.Reader) (io.Reader, func() string) {
 		b := newBase64Reader(r)
 		return b, func() string {
 			var p []string
-			if b.clean.junk > 0 {
+			if b.junk > 0 {
 				p = append(p, "base64 with invalid characters skipped")
 			}
 			if b.tail {

@@ -224,10 +224,10 @@ func (w *walker) lnk(f *File) {
 	f.Features.LNK = &li
 	detail := "shell link"
 	if li.Target != "" {
-		detail += " to " + sanitizeComponent(clip(li.Target, 200))
+		detail += " to " + sanitizeText(clip(li.Target, 200))
 	}
 	if li.Arguments != "" {
-		detail += " with arguments " + sanitizeComponent(clip(li.Arguments, 200))
+		detail += " with arguments " + sanitizeText(clip(li.Arguments, 200))
 	}
 	if f.Features.Executable == "" {
 		f.Features.Executable = "lnk"

@@ -1,6 +1,7 @@
 package attach
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 	"io"
@@ -85,7 +86,8 @@ func isBody(e *entity) bool {
 // partReader returns the transfer-decoded content of a leaf.
 func partReader(ra io.ReaderAt, e *entity) (io.Reader, func() string) {
 	sec := io.NewSectionReader(ra, e.bodyStart, max(0, e.bodyEnd-e.bodyStart))
-	return decodeTransfer(e.get("content-transfer-encoding"), sec)
+	// Buffered: the message may be a file, and decoders read in small steps.
+	return decodeTransfer(e.get("content-transfer-encoding"), bufio.NewReaderSize(sec, 64<<10))
 }
 
 // attachment stores one non-body leaf as a file and inspects it.
@@ -99,7 +101,11 @@ func (w *walker) attachment(ra io.ReaderAt, e *entity, parent *File) error {
 		}
 	}
 	r, report := partReader(ra, e)
-	f, err := w.addFile(fileSpec{parent: parent, name: name, display: display}, r)
+	hint := e.bodyEnd - e.bodyStart
+	if strings.EqualFold(strings.TrimSpace(e.get("content-transfer-encoding")), "base64") {
+		hint = hint * 3 / 4
+	}
+	f, err := w.addFile(fileSpec{parent: parent, name: name, display: display, hint: hint + 512}, r)
 	if err != nil || f == nil {
 		return err
 	}

@@ -247,6 +247,20 @@ func sanitizeComponent(s string) string {
 	return out
 }
 
+// sanitizeText escapes control and format characters in text meant for
+// a finding detail, keeping separators.
+func sanitizeText(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if unicode.IsControl(r) || isFormatControl(r) || r == unicode.ReplacementChar {
+			fmt.Fprintf(&b, "\\u%04X", r)
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
 // sanitizePath turns a stored entry name into display path components
 // joined by "/": back slashes are separators, empty and "." components
 // are dropped, ".." is kept (it is only text here).

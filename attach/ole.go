@@ -92,7 +92,7 @@ func (w *walker) ole(f *File) error {
 		return w.archiveAs(f, "msi")
 	}
 	w.oleEncryption(f, d)
-	if err := w.vbaProjects(f, d); err != nil {
+	if err := w.vbaProjects(f, d, ""); err != nil {
 		return err
 	}
 	w.xlm(f, d)
@@ -141,7 +141,7 @@ func (w *walker) oleEncryption(f *File, d *oleDoc) {
 
 // vbaProjects finds every VBA storage (Macros/VBA, _VBA_PROJECT_CUR/VBA,
 // VBA), decompresses each module's source and adds it as a derived file.
-func (w *walker) vbaProjects(f *File, d *oleDoc) error {
+func (w *walker) vbaProjects(f *File, d *oleDoc, container string) error {
 	var dirs []*mscfb.File
 	for _, e := range d.entries {
 		if !isStorage(e) && strings.EqualFold(e.Name, "dir") && len(e.Path) > 0 && strings.EqualFold(e.Path[len(e.Path)-1], "VBA") {
@@ -163,6 +163,9 @@ func (w *walker) vbaProjects(f *File, d *oleDoc) error {
 		base := strings.Join(dir.Path, "/")
 		if mi.Where == "" {
 			mi.Where = base
+			if container != "" {
+				mi.Where = container + ":" + base
+			}
 		}
 		dec, derr := DecompressVBA(readStream(dir, maxStream), maxStream)
 		mods, perr := parseVBADir(dec)

@@ -85,10 +85,9 @@ func (w *walker) ooxml(f *File) error {
 			f.addFinding(reason.MacroDocument, "VBA project "+sanitizePath(e.Name)+" present but not an OLE file")
 			continue
 		}
-		if err := w.vbaProjects(f, d); err != nil {
+		if err := w.vbaProjects(f, d, sanitizePath(e.Name)); err != nil {
 			return err
 		}
-		f.macroInfo().Where = e.Name
 		if !f.has(reason.MacroDocument) {
 			f.macroInfo().VBA = true
 			f.addFinding(reason.MacroDocument, "VBA project "+sanitizePath(e.Name))

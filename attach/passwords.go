@@ -2,6 +2,7 @@ package attach
 
 import (
 	"regexp"
+	"slices"
 	"strings"
 
 	"golang.org/x/text/unicode/norm"
@@ -35,6 +36,71 @@ func PasswordCandidates(text string) (cands []string, announced bool) {
 	t := norm.NFKC.String(text)
 	// A CRLF body must look like an LF body to the line patterns.
 	t = strings.ReplaceAll(t, "\r\n", "\n")
+	for _, win := range passwordWindows(t) {
+		c, a := passwordCandidates(win)
+		announced = announced || a
+		for _, v := range c {
+			if !slices.Contains(cands, v) {
+				cands = append(cands, v)
+			}
+		}
+	}
+	return cands, announced
+}
+
+// pwKeywords are the words every pattern needs; only the lines around
+// them are handed to the regular expressions (a long body without them
+// costs one pass of strings.Contains).
+var pwKeywords = []string{"pass", "pw", "p/w", "パスワード", "暗証番号", "解凍キー", "暗号化", "encrypted"}
+
+// passwordWindows returns the parts of an NFKC text that can match: each
+// line holding a keyword with the four lines after it (for the next-line
+// shape), overlapping windows merged.
+func passwordWindows(t string) []string {
+	lower := strings.ToLower(t)
+	hit := false
+	for _, k := range pwKeywords {
+		if strings.Contains(lower, k) {
+			hit = true
+			break
+		}
+	}
+	if !hit {
+		return nil
+	}
+	lines := strings.SplitAfter(t, "\n")
+	lowerLines := strings.SplitAfter(lower, "\n")
+	var wins []string
+	end := -1
+	start := -1
+	for i, l := range lowerLines {
+		has := false
+		for _, k := range pwKeywords {
+			if strings.Contains(l, k) {
+				has = true
+				break
+			}
+		}
+		if !has {
+			continue
+		}
+		if start >= 0 && i > end {
+			wins = append(wins, strings.Join(lines[start:end+1], ""))
+			start = -1
+		}
+		if start < 0 {
+			start = i
+		}
+		end = min(i+4, len(lines)-1)
+	}
+	if start >= 0 {
+		wins = append(wins, strings.Join(lines[start:end+1], ""))
+	}
+	return wins
+}
+
+// passwordCandidates runs the patterns over one window of NFKC text.
+func passwordCandidates(t string) (cands []string, announced bool) {
 	seen := map[string]bool{}
 	add := func(tok string) {
 		for _, v := range tokenVariants(tok) {

@@ -144,7 +144,8 @@ type fileSpec struct {
 	name    string // as given (hostile)
 	display string // path component(s) when name is empty or special
 	derived bool
-	inArc   bool // the parent is an archive or disk image (lnk_in_container)
+	inArc   bool  // the parent is an archive or disk image (lnk_in_container)
+	hint    int64 // expected size, to size the memory buffer (0: unknown)
 }
 
 // addFile stores the content of r as a new file node and appends it to the
@@ -177,6 +178,9 @@ func (w *walker) addFile(spec fileSpec, r io.Reader) (*File, error) {
 	f.parent = spec.parent
 	f.inArchive = spec.inArc
 	s := newSink(w.res.spill, w.lim.MemoryFileBytes, min(w.lim.MaxFileBytes, room))
+	if spec.hint > 0 && spec.hint <= w.lim.MemoryFileBytes {
+		s.buf.Grow(int(spec.hint))
+	}
 	cerr := copyInto(s, r)
 	if err := s.finish(f); err != nil {
 		return nil, err

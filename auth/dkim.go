@@ -178,15 +178,17 @@ func classify(res *DKIMResult, t sigTags, err error, counter *bodyLengthCounter)
 	case dkim.IsPermFail(err):
 		res.Status, res.Reason = DKIMPermerror, err.Error()
 	case t.hasLength && counter != nil:
-		// go-msgauth refuses every l= signature after the key and
-		// algorithm checks passed; say how much of the body is unsigned.
+		// go-msgauth refuses every l= signature once the key and
+		// algorithm checks passed, before checking the hashes; we do not
+		// verify it either, but say how much of the body lies outside it.
 		total := counter.length(t.bodyCanon())
 		res.Status = DKIMPolicy
 		if total > t.length {
 			res.UnsignedBytes = total - t.length
-			res.Reason = fmt.Sprintf("l=%d leaves %d of %d body bytes unsigned", t.length, res.UnsignedBytes, total)
+			res.Reason = fmt.Sprintf("l=%d leaves %d of %d body bytes unsigned; body length limits are not accepted",
+				t.length, res.UnsignedBytes, total)
 		} else {
-			res.Reason = fmt.Sprintf("body length limit l=%d is not accepted", t.length)
+			res.Reason = fmt.Sprintf("l=%d covers the body, but body length limits are not accepted", t.length)
 		}
 	default:
 		res.Status, res.Reason = DKIMFail, err.Error()
@@ -209,6 +211,7 @@ type canonLength struct {
 	wsp     bool  // relaxed: whitespace pending inside the line
 }
 
+// Write counts the body bytes in p; it never fails.
 func (c *bodyLengthCounter) Write(p []byte) (int, error) {
 	for _, b := range p {
 		if c.cr {

@@ -152,6 +152,9 @@ func checkableDomain(d string) (string, bool) {
 	if d == "" || strings.HasPrefix(d, "[") {
 		return "", false
 	}
+	if _, err := netip.ParseAddr(d); err == nil { // an address, not a name
+		return "", false
+	}
 	if !isASCII(d) {
 		a, err := idna.Lookup.ToASCII(d)
 		if err != nil {
@@ -359,6 +362,9 @@ func (e *spfEval) evalDirective(d *spfDirective, domain string) (matched bool, o
 	}
 	target, valid := e.targetName(d.domain, domain)
 	if !valid {
+		if d.mech == mechInclude { // like a target without a record
+			return false, permerror(ErrNoSPFTarget, "%s: %q is not a valid domain name", d.text, target), false
+		}
 		// RFC 7208 §4.3 and §4.8 by analogy: a name that cannot be queried
 		// does not exist, so the mechanism does not match.
 		return false, out, true

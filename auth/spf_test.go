@@ -137,6 +137,7 @@ func TestSPFLimitsAndErrors(t *testing.T) {
 			"void.example.":    {"v=spf1 a:n1.example a:n2.example a:n3.example -all"},
 			"twice.example.":   {"v=spf1 -all", "v=spf1 +all"},
 			"syntax.example.":  {"v=spf1 ip4:192.0.2.1 -all bogus"},
+			"badinc.example.":  {"v=spf1 include:%{l}.example -all"},
 			"exp.example.":     {"v=spf1 -all exp=why.%{d}"},
 			"why.exp.example.": {"%{i} is not %{d} (%{r})"},
 		},
@@ -152,6 +153,13 @@ func TestSPFLimitsAndErrors(t *testing.T) {
 	}
 	check("void.example", SPFPermerror, ErrTooManyVoidLookups)
 	check("twice.example", SPFPermerror, ErrMultipleSPF)
+	// a@badinc.example: %{l} is "a", a fine target without a record.
+	check("badinc.example", SPFPermerror, ErrNoSPFTarget)
+	// A 64-octet local-part makes the include target unqueryable.
+	long, err := CheckSPF(context.Background(), r, SPFInput{IP: ip, MailFrom: strings.Repeat("x", 64) + "@badinc.example"})
+	if long.Status != SPFPermerror || !errors.Is(err, ErrNoSPFTarget) || !strings.Contains(long.Reason, "not a valid domain") {
+		t.Errorf("invalid include target: %+v (%v)", long, err)
+	}
 	got := check("syntax.example", SPFPermerror, ErrSPFSyntax)
 	if !strings.Contains(got.Reason, "bogus") {
 		t.Errorf("reason %q does not name the bad term", got.Reason)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ const (
 	DefaultMaxDKIMSignatures = 5
 	DefaultMaxHeaderBytes    = 1 << 20
 	DefaultSPFTimeout        = 20 * time.Second // RFC 7208 §4.6.4: at least 20 s
+	DefaultTimeout           = 30 * time.Second
 )
 
 // Input is what Verify needs about one inbound message.
@@ -32,6 +34,7 @@ type Input struct {
 // ready to use; the options have documented zero values. It is safe for
 // concurrent use.
 type Verifier struct {
+	// Resolver answers the DNS queries; nil means net.DefaultResolver.
 	Resolver Resolver
 	// Hostname is this gateway's name, for the %{r} macro of SPF
 	// explanations; empty means "unknown".
@@ -45,6 +48,10 @@ type Verifier struct {
 	// SPFTimeout bounds each SPF evaluation; reaching it is a temperror.
 	// Zero means 20 s.
 	SPFTimeout time.Duration
+	// Timeout bounds the whole of Verify, so that slow DNS cannot hold an
+	// SMTP transaction open; lookups cut short give temperror. Zero means
+	// 30 s.
+	Timeout time.Duration
 	// Now is the clock for the SPF %{t} macro; nil means time.Now.
 	Now func() time.Time
 	// Rand returns a uniform integer in [0, n) for DMARC pct sampling; nil
@@ -71,12 +78,18 @@ type Results struct {
 // Verify checks the message. It never fails: every part has a status, and
 // DNS trouble shows as temperror.
 func (v *Verifier) Verify(ctx context.Context, in Input) Results {
+	ctx, cancel := context.WithTimeout(ctx, orDefault(v.Timeout, DefaultTimeout))
+	defer cancel()
+	r := v.Resolver
+	if r == nil {
+		r = net.DefaultResolver
+	}
 	var res Results
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		res.SPF, res.HELO = v.checkSPF(ctx, in)
+		res.SPF, res.HELO = v.checkSPF(ctx, r, in)
 	}()
 
 	res.DKIM = []DKIMResult{}
@@ -84,33 +97,29 @@ func (v *Verifier) Verify(ctx context.Context, in Input) Results {
 	if in.Message != nil {
 		br := bufio.NewReaderSize(in.Message, 16<<10)
 		var err error
-		h, err = readHeader(br, v.maxHeader())
+		h, err = readHeader(br, orDefault(v.MaxHeaderBytes, DefaultMaxHeaderBytes))
 		if err == nil {
-			res.DKIM, res.DKIMNotVerified = verifyDKIM(ctx, v.Resolver, h, br, v.maxSigs())
+			res.DKIM, res.DKIMNotVerified = verifyDKIM(ctx, r, h, br, orDefault(v.MaxDKIMSignatures, DefaultMaxDKIMSignatures))
 		}
 	}
 	wg.Wait()
-	res.DMARC = evaluateDMARC(ctx, v.Resolver, h, dmarcInputs{spf: res.SPF, dkim: res.DKIM, rand: v.Rand})
+	res.DMARC = evaluateDMARC(ctx, r, h, dmarcInputs{spf: res.SPF, dkim: res.DKIM, rand: v.Rand})
 	return res
 }
 
 // checkSPF checks the HELO identity and, for a non-null sender, the MAIL
 // FROM identity.
-func (v *Verifier) checkSPF(ctx context.Context, in Input) (spf, helo SPFResult) {
+func (v *Verifier) checkSPF(ctx context.Context, r Resolver, in Input) (spf, helo SPFResult) {
 	base := SPFInput{IP: in.ClientIP, HELO: in.HELO, Receiver: v.Hostname}
 	if v.Now != nil {
 		base.Now = v.Now()
 	}
-	timeout := v.SPFTimeout
-	if timeout <= 0 {
-		timeout = DefaultSPFTimeout
-	}
 	check := func(mailFrom string) SPFResult {
-		c, cancel := context.WithTimeout(ctx, timeout)
+		c, cancel := context.WithTimeout(ctx, orDefault(v.SPFTimeout, DefaultSPFTimeout))
 		defer cancel()
 		in := base
 		in.MailFrom = mailFrom
-		res, _ := CheckSPF(c, v.Resolver, in)
+		res, _ := CheckSPF(c, r, in)
 		return res
 	}
 	helo = check("")
@@ -120,18 +129,12 @@ func (v *Verifier) checkSPF(ctx context.Context, in Input) (spf, helo SPFResult)
 	return check(in.MailFrom), helo
 }
 
-func (v *Verifier) maxHeader() int {
-	if v.MaxHeaderBytes > 0 {
-		return v.MaxHeaderBytes
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
 	}
-	return DefaultMaxHeaderBytes
-}
-
-func (v *Verifier) maxSigs() int {
-	if v.MaxDKIMSignatures > 0 {
-		return v.MaxDKIMSignatures
-	}
-	return DefaultMaxDKIMSignatures
+	return v
 }
 
 // Findings turns the results into reason findings: spf_fail, spf_softfail,

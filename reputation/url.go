@@ -126,15 +126,87 @@ var textURL = regexp.MustCompile(`(?i:\b(?:h[tx]{2}ps?|h\*\*ps?|fxp|ftps?)(?:\[:
 	`[^\s/?#\\<>"'` + "`" + `\x00-\x1f\x7f]*` +
 	`(?:[/?#\\][^\s<>"'` + "`" + `\x00-\x1f\x7f\x{80}-\x{10FFFF}]*)?`)
 
-// text extracts URL candidates from plain text.
+// textURLAt is textURL anchored at the start of its input.
+var textURLAt = regexp.MustCompile(`^(?:` + textURL.String() + `)`)
+
+// text extracts URL candidates from plain text. Running textURL over the
+// whole text is slow (no literal prefix, so RE2 simulates an NFA at every
+// byte); instead markers ("//", "www", ":\\") are found with a plain
+// search and the anchored expression runs only where a URL may start.
 func (x *extractor) text(s, source string) {
-	for _, loc := range textURL.FindAllStringIndex(s, -1) {
-		if x.full() {
+	for pos := 0; pos < len(s) && !x.full(); {
+		start, next := nextCandidate(s, pos)
+		if start < 0 {
 			return
 		}
-		x.add(trimTrailing(s[loc[0]:loc[1]]), source, "")
+		end := min(len(s), start+2*maxRawLen)
+		if m := textURLAt.FindStringIndex(s[start:end]); m != nil {
+			x.add(trimTrailing(s[start:start+m[1]]), source, "")
+			next = max(next, start+m[1])
+		}
+		pos = next
 	}
 }
+
+// nextCandidate finds the next place at or after pos where a URL may
+// start: the scheme before "//" (or ":\\", "[://]"), or "www" at a word
+// start. It returns that start and where to continue searching.
+func nextCandidate(s string, pos int) (start, next int) {
+	for pos < len(s) {
+		i := indexMarker(s[pos:])
+		if i < 0 {
+			return -1, len(s)
+		}
+		i += pos
+		if hasPrefixFold(s[i:], "www") {
+			if i == 0 || !isWordByte(s[i-1]) {
+				return i, i + 3
+			}
+			pos = i + 3
+			continue
+		}
+		// Walk back over the scheme (letters, '*') and its defanging
+		// brackets: "hxxp[://]", "http(:)//", "https:\\".
+		j := i
+		for j > 0 && j > i-10 && (isAlpha(s[j-1]) || strings.IndexByte("*[]():", s[j-1]) >= 0) {
+			j--
+		}
+		for j < i && !isAlpha(s[j]) {
+			j++
+		}
+		if j < i && (j == 0 || !isWordByte(s[j-1])) {
+			return j, i + 1
+		}
+		pos = i + 1
+	}
+	return -1, len(s)
+}
+
+// indexMarker returns the index of the first "//", "\\\\" or "www" (any
+// case) in s, or -1.
+func indexMarker(s string) int {
+	for i := 0; i+1 < len(s); i++ {
+		switch c := s[i]; c {
+		case '/', '\\':
+			if s[i+1] == c {
+				return i
+			}
+		case 'w', 'W':
+			if i+2 < len(s) && (s[i+1]|0x20) == 'w' && (s[i+2]|0x20) == 'w' {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
+}
+
+func isAlpha(c byte) bool { return c|0x20 >= 'a' && c|0x20 <= 'z' }
+
+func isWordByte(c byte) bool { return isAlpha(c) || c >= '0' && c <= '9' || c == '_' }
 
 // trimTrailing removes punctuation that ends a sentence rather than a URL,
 // keeping balanced closing brackets.
@@ -157,7 +229,10 @@ func trimTrailing(s string) string {
 	return s
 }
 
+// truncate cuts s to at most n bytes of valid UTF-8 (invalid bytes from
+// hostile input are replaced).
 func truncate(s string, n int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
 	if len(s) <= n {
 		return s
 	}

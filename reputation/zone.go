@@ -265,9 +265,9 @@ var refusedCode = netip.AddrFrom4([4]byte{127, 0, 0, 1})
 // classify reads one answer of a list under filter f. Spamhaus answers
 // 127.255.255.252 (typo in the zone name), .254 (query through a public or
 // open resolver) and .255 (excessive queries); any 127.255.255.x is taken
-// as such an error, whatever the filter says. Under the default filter,
-// 127.0.0.1 (URIBL/SURBL: query refused) and answers outside 127.0.0.0/8
-// (a resolver that rewrites NXDOMAIN) are errors too.
+// as such an error, whatever the filter says. 127.0.0.1 (URIBL/SURBL:
+// query refused) and answers outside 127.0.0.0/8 (a resolver that rewrites
+// NXDOMAIN) are errors too, unless the filter selects them.
 func classify(f Filter, a netip.Addr) (listed bool, problem string) {
 	a = a.Unmap()
 	if !a.Is4() {
@@ -280,11 +280,11 @@ func classify(f Filter, a netip.Addr) (listed bool, problem string) {
 	if f.Match(a) {
 		return true, ""
 	}
-	if len(f.alts) == 0 {
-		if a == refusedCode {
-			return false, "list refused the query (" + a.String() + ")"
-		}
+	switch {
+	case a == refusedCode:
+		return false, "list refused the query (" + a.String() + ")"
+	case b[0] != 127:
 		return false, "answer outside 127.0.0.0/8 (" + a.String() + "); does the resolver rewrite NXDOMAIN?"
 	}
-	return false, ""
+	return false, "" // a code the filter leaves out
 }

@@ -144,7 +144,7 @@ func (r *Resolver) exchangeOne(ctx context.Context, m *dns.Msg, server string) (
 func parse(resp *dns.Msg, qname string, qtype uint16) (a *answer, next string) {
 	a = &answer{}
 	ttl := uint32(1<<32 - 1)
-	target := resp.Question[0].Name // exchangeOne checked it is qname
+	target := resp.Question[0].Name    // exchangeOne checked it is qname
 	for hops := 0; hops < 16; hops++ { // the CNAME chain inside the answer
 		found := false
 		for _, rr := range resp.Answer {

@@ -240,6 +240,9 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16) (*answe
 	if a, ok := r.cached(key); ok {
 		return a, a.err(name)
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, &net.DNSError{Err: err.Error(), Name: name, IsTimeout: true, IsTemporary: true}
+	}
 	ch := r.flight.DoChan(key, func() (any, error) {
 		// The exchange outlives a caller that gives up: others may wait.
 		c, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(r.attempts)*r.timeout)

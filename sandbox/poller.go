@@ -183,6 +183,13 @@ func (s *Scheduler) submitReserved(ctx context.Context, t Task, now time.Time) o
 	}
 	f, ok := s.fileFor(ctx, t)
 	if !ok {
+		if now.Before(s.start.Add(s.cfg.ReattachGrace)) {
+			// Just restarted: the caller may yet call Schedule again
+			// with this file.
+			t.NextPoll = now.Add(s.cfg.Backoff.Poll)
+			s.put(ctx, t)
+			return waiting
+		}
 		return s.finalize(ctx, t, errorVerdict("content no longer available to upload (no Reopen hook)"), now)
 	}
 	id, err := s.cfg.Client.Submit(ctx, f)
@@ -273,8 +280,15 @@ func (s *Scheduler) poll(ctx context.Context, t Task, now time.Time) outcome {
 	return s.retry(ctx, t, now, err)
 }
 
-// retry puts a task back after a failed request, with backoff.
+// retry puts a task back after a failed request, with backoff. When the
+// request failed because ctx ended (shutdown), the task is put back as it
+// was: due at once after a restart, not counted as a failure.
 func (s *Scheduler) retry(ctx context.Context, t Task, now time.Time, err error) outcome {
+	if ctx.Err() != nil {
+		t.NextPoll = now
+		s.put(ctx, t)
+		return waiting
+	}
 	t.Failures++
 	t.LastError = err.Error()
 	t.NextPoll = now.Add(s.retryDelay(t.Failures, RetryAfter(err)))
@@ -301,11 +315,13 @@ func (s *Scheduler) finalize(ctx context.Context, t Task, v Verdict, now time.Ti
 	if v.State != StateDone {
 		ttl = s.cfg.ErrorTTL
 	}
-	if err := s.cfg.Store.PutVerdict(ctx, v, now.Add(ttl)); err != nil {
+	sctx, cancel := storeContext(ctx)
+	defer cancel()
+	if err := s.cfg.Store.PutVerdict(sctx, v, now.Add(ttl)); err != nil {
 		metricErrors.WithLabelValues("store", string(KindInternal)).Inc()
 		return s.retry(ctx, t, now, fmt.Errorf("storing the verdict: %w", err))
 	}
-	if err := s.cfg.Store.DeleteTask(ctx, t.Key); err != nil {
+	if err := s.cfg.Store.DeleteTask(sctx, t.Key); err != nil {
 		// The verdict is stored; the task will be polled again and the
 		// verdict reached again, which is harmless.
 		metricErrors.WithLabelValues("store", string(KindInternal)).Inc()
@@ -320,8 +336,16 @@ func (s *Scheduler) finalize(ctx context.Context, t Task, v Verdict, now time.Ti
 	return decided
 }
 
+// storeContext lets the writes that end a piece of work happen even when
+// ctx was cancelled by a shutdown, within a bound.
+func storeContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+}
+
 // put writes a task back; a Store error leaves the claim to expire.
 func (s *Scheduler) put(ctx context.Context, t Task) {
+	ctx, cancel := storeContext(ctx)
+	defer cancel()
 	if err := s.cfg.Store.PutTask(ctx, t); err != nil {
 		metricErrors.WithLabelValues("store", string(KindInternal)).Inc()
 		s.log.Debug("sandbox store", "sha256", t.SHA256, "err", err)

@@ -27,8 +27,10 @@ type Config struct {
 	// should return quickly (queue the re-decision, do not make it).
 	OnVerdict func(key string, v Verdict)
 	// Reopen returns the content of a task whose File.Open is not in this
-	// process's memory: after a restart, or on another node. Without it
-	// such a task ends in an error verdict when it needs uploading.
+	// process's memory: after a restart, or on another node. Without it,
+	// a queued task waits ReattachGrace after New for Schedule to be called
+	// again with its file (as the gateway does for held messages when it
+	// resumes), then ends in an error verdict.
 	Reopen func(ctx context.Context, t Task) (io.ReadCloser, error)
 	// Now is the clock; default time.Now.
 	Now func() time.Time
@@ -71,6 +73,9 @@ type Config struct {
 	Lease time.Duration
 	// Interval is the time between poll cycles in Run; default 1s.
 	Interval time.Duration
+	// ReattachGrace is how long after New a queued task whose content is
+	// not reachable waits to be re-attached by Schedule; default 2m.
+	ReattachGrace time.Duration
 	// Backoff shapes poll and retry delays.
 	Backoff Backoff
 }
@@ -117,6 +122,7 @@ type Scheduler struct {
 	log    *slog.Logger
 	budget *rate.Limiter
 	wake   chan struct{}
+	start  time.Time
 
 	mu    sync.Mutex
 	files map[string]File // key → file with Open, kept until its verdict
@@ -137,6 +143,7 @@ func New(cfg Config) (*Scheduler, error) {
 	def(&cfg.MaxWait, 30*time.Minute)
 	def(&cfg.Lease, 5*time.Minute)
 	def(&cfg.Interval, time.Second)
+	def(&cfg.ReattachGrace, 2*time.Minute)
 	b := &cfg.Backoff
 	def(&b.FirstPoll, time.Minute)
 	def(&b.Poll, 15*time.Second)
@@ -175,6 +182,7 @@ func New(cfg Config) (*Scheduler, error) {
 	// The budget is only ever consulted with times from s.now, so it runs
 	// on the injected clock like everything else.
 	s.budget = rate.NewLimiter(rate.Limit(cfg.RequestsPerSecond), cfg.Burst)
+	s.start = s.now()
 	return s, nil
 }
 

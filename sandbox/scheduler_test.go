@@ -293,14 +293,39 @@ func TestRestartWithoutReopenEndsQueuedTasksInError(t *testing.T) {
 	h.cycle()
 	h.emu.SetDown(capetest.Up)
 	h.restart()
+	restarted := h.clk.Now()
 	v := h.until(f.SHA256, 10*time.Minute, 10*time.Second)
 	if v.State != sandbox.StateError || !strings.Contains(v.Error, "no longer available") {
 		t.Errorf("verdict %+v", v)
+	}
+	if waited := v.At.Sub(restarted); waited < 2*time.Minute {
+		t.Errorf("error verdict %v after the restart, before the re-attach grace", waited)
 	}
 	// Rescheduling after the error TTL brings the bytes back.
 	h.clk.Advance(16 * time.Minute)
 	if r := h.schedule(f); r[0].Cached {
 		t.Errorf("error verdict outlived ErrorTTL: %+v", r[0])
+	}
+}
+
+func TestRestartThenRescheduleReattachesContent(t *testing.T) {
+	f := mkfile("re-attached", nil)
+	h := newHarness(t, capetest.Config{}, sandbox.Config{})
+	h.emu.SetDown(capetest.Refuse)
+	h.schedule(f)
+	h.cycle()
+	h.emu.SetDown(capetest.Up)
+	h.restart()
+	h.cycle() // before the gateway resumes: must wait, not fail
+	h.clk.Advance(30 * time.Second)
+	if r := h.schedule(f); r[0].Cached || !r[0].Joined {
+		t.Fatalf("re-attach: %+v", r[0])
+	}
+	if v := h.until(f.SHA256, 10*time.Minute, 10*time.Second); v.State != sandbox.StateDone {
+		t.Errorf("verdict %+v", v)
+	}
+	if n := h.emu.Submissions(f.SHA256); n != 1 {
+		t.Errorf("%d submissions", n)
 	}
 }
 
@@ -550,5 +575,27 @@ func TestRunDeliversVerdicts(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("Run = %v", err)
+	}
+}
+
+func TestShutdownDuringARequestPutsTheTaskBack(t *testing.T) {
+	f := mkfile("interrupted", nil)
+	h := newHarness(t, capetest.Config{}, sandbox.Config{})
+	h.emu.SetLatency(2 * time.Second)
+	h.schedule(f)
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(100*time.Millisecond, cancel)
+	if _, err := h.sched.Cycle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tasks := h.store.Tasks()
+	if len(tasks) != 1 || tasks[0].Failures != 0 || tasks[0].NextPoll.After(h.clk.Now()) || tasks[0].ID != "" {
+		t.Errorf("after shutdown: %+v", tasks)
+	}
+	h.emu.SetLatency(0)
+	h.restart()
+	h.schedule(f) // the gateway resumes its held message
+	if v := h.until(f.SHA256, 5*time.Minute, 5*time.Second); v.State != sandbox.StateDone {
+		t.Errorf("verdict %+v", v)
 	}
 }

@@ -22,7 +22,7 @@ var (
 // starterGlobs are the default glob plus the optional rules.
 var starterGlobs = []string{"../rules/*.yar", "../rules/optional/*.yar"}
 
-func starterEngine(t *testing.T) *Engine {
+func starterEngine(t testing.TB) *Engine {
 	t.Helper()
 	starterOnce.Do(func() {
 		r, problems, err := Compile(starterGlobs, ".")

@@ -61,8 +61,6 @@ type conn struct {
 
 	initOnce sync.Once
 	initErr  error
-	counted  netip.Addr // the IP charged in the per-IP limiter
-	charged  bool
 
 	// mu guards the identity and the flags shared with the session and
 	// with Shutdown.
@@ -97,17 +95,16 @@ type conn struct {
 	bareNewline  atomic.Bool // DATA: a bare CR or LF was on the wire
 
 	// Write side (go-smtp's replies), guarded by wmu.
-	wmu         sync.Mutex
-	awaitReply  bool
-	replyCode   int
-	head        []byte
-	headDone    bool
-	injectEHLO  bool
-	injectNow   bool
-	closeAfter  atomic.Bool
-	errorCount  atomic.Int32
-	tlsActive   bool
-	startTLSErr error
+	wmu        sync.Mutex
+	awaitReply bool
+	replyCode  int
+	head       []byte
+	headDone   bool
+	injectEHLO bool
+	injectNow  bool
+	closeAfter atomic.Bool
+	errorCount atomic.Int32
+	tlsActive  bool
 }
 
 func newConn(s *Server, lis Listener, raw net.Conn) *conn {
@@ -250,8 +247,18 @@ func (c *conn) Read(p []byte) (int, error) {
 	if err := c.ensureInit(); err != nil {
 		return 0, err
 	}
+	if c.mode == modeLine && c.closeAfter.Load() {
+		return 0, errConnClosed // a 421 was sent: end quietly
+	}
 	if c.readErr != nil {
 		return 0, c.readErr
+	}
+	if len(c.pending) > 0 {
+		// The rest of a command line longer than go-smtp's buffer: go-smtp
+		// has not acted on it yet, so there is nothing to settle.
+		n := copy(p, c.pending)
+		c.pending = c.pending[n:]
+		return n, nil
 	}
 	c.settle()
 	var n int
@@ -327,11 +334,6 @@ func (c *conn) endChunk() {
 // readCommand returns the next command line (or the rest of a long one),
 // handling the commands the front end owns itself.
 func (c *conn) readCommand(p []byte) (int, error) {
-	if len(c.pending) > 0 {
-		n := copy(p, c.pending)
-		c.pending = c.pending[n:]
-		return n, nil
-	}
 	for {
 		line, err := c.nextLine()
 		if err != nil {
@@ -442,12 +444,19 @@ func looksLikeProxyHeader(line []byte, br *bufio.Reader) bool {
 	return false
 }
 
-// splitVerb returns the upper-case first word of a command line and the
-// rest, trimmed.
+// splitVerb returns the first word of a command line, upper-cased in ASCII
+// only (as go-smtp compares bytes: "ı" must not become "I"), and the rest,
+// trimmed.
 func splitVerb(line []byte) (string, string) {
 	s := strings.TrimRight(string(line), "\r\n")
 	verb, arg, _ := strings.Cut(s, " ")
-	return strings.ToUpper(verb), strings.TrimSpace(arg)
+	b := []byte(verb)
+	for i, c := range b {
+		if 'a' <= c && c <= 'z' {
+			b[i] = c - 'a' + 'A'
+		}
+	}
+	return string(b), strings.TrimSpace(arg)
 }
 
 // rewritePostmaster turns "RCPT TO:<postmaster>", which RFC 5321 §4.5.1
@@ -514,20 +523,18 @@ func parseBDAT(arg string) (size int64, last, ok bool) {
 // machine and stops right after CRLF.CRLF, so that pipelined commands after
 // the body are read as command lines again.
 func (c *conn) readData(p []byte) (int, error) {
+	if c.br.Buffered() == 0 {
+		if err := c.armDataDeadline(c.dataDeadline); err != nil {
+			return 0, err
+		}
+		if _, err := c.br.Peek(1); err != nil {
+			return 0, err
+		}
+	}
+	buf, _ := c.br.Peek(min(c.br.Buffered(), len(p)))
 	n := 0
-	for n < len(p) && c.dotState != dotEOF {
-		if c.br.Buffered() == 0 {
-			if n > 0 {
-				break // hand over what we have before blocking
-			}
-			if err := c.armDataDeadline(c.dataDeadline); err != nil {
-				return n, err
-			}
-		}
-		b, err := c.br.ReadByte()
-		if err != nil {
-			return n, err
-		}
+	for n < len(buf) && c.dotState != dotEOF {
+		b := buf[n]
 		// Look at the wire, not at go-smtp's output: dot-unstuffing can
 		// hide a bare CR (go-smtp drops ".\r" after CRLF).
 		if b == '\n' && !c.rawCR || c.rawCR && b != '\n' {
@@ -535,9 +542,10 @@ func (c *conn) readData(p []byte) (int, error) {
 		}
 		c.rawCR = b == '\r'
 		c.dotState = nextDotState(c.dotState, b)
-		p[n] = b
 		n++
 	}
+	copy(p, buf[:n])
+	_, _ = c.br.Discard(n) // n bytes are buffered
 	if c.dotState == dotEOF {
 		c.mode = modeLine
 		c.expectReply(false)

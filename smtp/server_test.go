@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"strings"
 	"testing"
@@ -337,4 +338,45 @@ func TestDataWithoutConsumingIsNotAccepted(t *testing.T) {
 	c.send("hello there\r\nmore\r\n.\r\n")
 	c.expect(451)
 	c.cmdExpect("NOOP", 250)
+}
+
+func TestIPv6Listener(t *testing.T) {
+	l, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	l.Close()
+	cfg := testConfig()
+	cfg.Listen = []Listener{{Addr: "[::1]:0"}}
+	cfg.InternalNetworks = prefixes("::1/128")
+	h := &recHandler{}
+	_, addrs := startServer(t, cfg, h)
+	c := dial(t, addrs[0])
+	c.hello("v6.example")
+	c.cmdExpect("MAIL FROM:<a@corp.example>", 250)
+	c.cmdExpect("RCPT TO:<x@elsewhere.example>", 250)
+	if ci := h.lastMail().Conn; ci.RemoteIP != netip.MustParseAddr("::1") || !ci.Internal || !ci.LocalAddr.Addr().Is6() {
+		t.Errorf("conn %+v", ci)
+	}
+}
+
+func TestCommandLongerThanGoSMTPBuffer(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxCommandLength = 16384
+	h := &recHandler{}
+	_, addrs := startServer(t, cfg, h)
+	c := dial(t, addrs[0])
+	c.expect(220)
+	long := "h" + strings.Repeat("x", 6000) + ".example"
+	c.cmdExpect("EHLO "+long, 250)
+	c.cmdExpect("MAIL FROM:<a@sender.example>", 250)
+	c.cmdExpect("RCPT TO:<b@corp.example>", 250)
+	// A BDAT line of 7000 bytes (go-smtp reads it in two pieces).
+	c.send("BDAT 7" + strings.Repeat(" ", 7000) + "LAST\r\nhello\r\n")
+	c.expect(250)
+	c.cmdExpect("NOOP", 250)
+	msgs := h.accepted()
+	if len(msgs) != 1 || string(msgs[0].data) != "hello\r\n" || msgs[0].env.Conn.HELO != long {
+		t.Fatalf("got %d messages", len(msgs))
+	}
 }

@@ -9,9 +9,11 @@ import (
 
 // XCLIENT (Postfix XCLIENT_README): a trusted proxy tells us who the real
 // client is. Attribute values are xtext (RFC 3461 §4); [UNAVAILABLE] and
-// [TEMPUNAVAIL] mean the proxy does not know. Attributes not given keep
-// their values. After success the server answers with its 220 greeting and
-// the client starts again with EHLO.
+// [TEMPUNAVAIL] mean the proxy does not know. ADDR, PORT and NAME not given
+// keep their values; HELO not given is reset (the next EHLO names it), and
+// HELO given sticks even across later EHLOs (a proxy re-sends EHLO with a
+// name of its choosing). After success the server answers with its 220
+// greeting and the client must start again with EHLO.
 
 // maxXCLIENTValue bounds one decoded attribute value.
 const maxXCLIENTValue = 255
@@ -219,6 +221,8 @@ func (c *conn) applyXCLIENT(a xclientAttrs) (ConnInfo, bool) {
 	}
 	if a.helo != nil {
 		c.info.HELO, c.heloPinned = *a.helo, true
+	} else {
+		c.info.HELO, c.heloPinned = "", false // as Postfix: the next EHLO names it
 	}
 	c.info.Proxied = true
 	c.needHelo = true

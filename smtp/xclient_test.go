@@ -49,14 +49,14 @@ func TestXCLIENTFromTrusted(t *testing.T) {
 	}
 	c.cmdExpect("RSET", 250)
 
-	// A second XCLIENT, IPv6 and unknown values; the EHLO name is used when
-	// XCLIENT gives no HELO... but HELO stays pinned once given.
+	// A second XCLIENT, IPv6 and unknown values. Without HELO the HELO
+	// identity is reset, and the next EHLO names it.
 	c.cmdExpect("XCLIENT ADDR=IPV6:2001:db8::7 NAME=[UNAVAILABLE]", 220)
 	c.cmdExpect("EHLO again.example", 250)
 	c.cmdExpect("MAIL FROM:<a@sender.example>", 250)
 	c.cmdExpect("RCPT TO:<x@elsewhere.example>", 550) // no longer internal
 	env = h.lastMail()
-	if env.Conn.RemoteIP != netip.MustParseAddr("2001:db8::7") || env.Conn.Hostname != "" || env.Conn.HELO != "helo.sender.example" || env.Conn.Internal {
+	if env.Conn.RemoteIP != netip.MustParseAddr("2001:db8::7") || env.Conn.Hostname != "" || env.Conn.HELO != "again.example" || env.Conn.Internal {
 		t.Errorf("after second XCLIENT: %+v", env.Conn)
 	}
 	c.cmdExpect("RSET", 250)

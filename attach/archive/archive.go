@@ -1,15 +1,22 @@
-// Package archive opens one level of a container (zip, 7z, RAR, tar, gzip,
-// bzip2, xz, ISO 9660, FAT images, CAB, and through the optional 7z
-// subprocess a few more) and streams its entries to a callback, decrypting
-// with candidate passwords where it can. It owns the container formats, the
-// decryptors, the password trial order and the resource limits (entry
-// count, bytes, compression ratio, declared dictionary sizes, password
-// attempts).
+// Package archive opens one level of a container and streams its entries
+// to a callback, decrypting with candidate passwords where it can. It owns
+// the container formats, the decryptors, the password trial order and the
+// resource limits (entry count, bytes, compression ratio, declared
+// dictionary sizes, password attempts and time).
 //
 // It must not know about MIME, file typing, YARA, policy or where the
 // candidate passwords came from: the caller recurses into inner containers,
 // spills content to disk, and turns Problems into findings (archive_bomb,
 // encrypted_unscannable, unsupported_container, path_traversal, …).
+//
+// Readers: zip (stdlib archive/zip for the directory, own streaming
+// ZipCrypto and WinZip AES decryptors, deflate, bzip2, LZMA), 7z
+// (bodgit/sevenzip behind an own header check), RAR 4/5
+// (nwaples/rardecode/v2), tar, gzip, bzip2, xz (ulikunitz/xz behind an own
+// index check), and own readers for ISO 9660 (Joliet, Rock Ridge), FAT
+// images and CAB (stored, MSZIP). The optional 7z subprocess covers UDF,
+// CAB LZX/Quantum, CHM, WIM, VHD(X), ARJ, LZH, cpio, SZDD, MSI and rare zip
+// methods (implode, deflate64, PPMd); without it they are Unsupported.
 //
 // Hostile input yields Problems in the Result, never a panic, an unbounded
 // allocation or a hang. Nothing is ever written to disk under a name chosen
@@ -167,6 +174,7 @@ type Problem struct {
 	Detail string
 }
 
+// String formats the problem for logs: kind, quoted entry, detail.
 func (p Problem) String() string {
 	if p.Entry == "" {
 		return fmt.Sprintf("%s: %s", p.Kind, p.Detail)
@@ -211,6 +219,7 @@ type EntryError struct {
 	Err   error
 }
 
+// Error describes the entry, the problem kind and the cause.
 func (e *EntryError) Error() string {
 	return fmt.Sprintf("archive: entry %q: %s: %v", e.Entry, e.Kind, e.Err)
 }

@@ -202,9 +202,18 @@ func (w *walker) cliCommand(pw *string, args ...string) (*exec.Cmd, context.Canc
 	return cmd, cancel, stderr
 }
 
+// cliArgs inserts a type switch where the format needs one: an ISO/UDF
+// bridge image is read as UDF, the view Windows shows.
+func (w *walker) cliArgs(cmd string, args ...string) []string {
+	if w.format == UDF {
+		return append([]string{cmd, "-tudf"}, args...)
+	}
+	return append([]string{cmd}, args...)
+}
+
 // cliList runs "7z l -slt" and parses the technical listing.
 func (w *walker) cliList(s *cliSession) ([]cliEntry, error) {
-	cmd, cancel, stderr := w.cliCommand(nil, "l", "-slt", "-bd", "-sccUTF-8", "--", s.path)
+	cmd, cancel, stderr := w.cliCommand(nil, w.cliArgs("l", "-slt", "-bd", "-sccUTF-8", "--", s.path)...)
 	defer cancel()
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -313,7 +322,7 @@ func (w *walker) cliExtract(name string, pw *string) (*procReader, error) {
 	if _, err := w.cliOpen(); err != nil {
 		return nil, err
 	}
-	cmd, cancel, stderr := w.cliCommand(pw, "e", "-so", "-bd", "-spd", "-sccUTF-8", "-y", "--", w.cli.path, name)
+	cmd, cancel, stderr := w.cliCommand(pw, w.cliArgs("e", "-so", "-bd", "-spd", "-sccUTF-8", "-y", "--", w.cli.path, name)...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		cancel()

@@ -173,6 +173,34 @@ func isoTime(b []byte) time.Time {
 	return time.Date(1900+int(b[0]), time.Month(b[1]), int(b[2]), int(b[3]), int(b[4]), int(b[5]), 0, zone)
 }
 
+// walkUDFView walks the UDF view of an image through 7z. It reports false
+// (and a problem) when 7z cannot list it, so the ISO 9660 view is walked
+// instead.
+func (w *walker) walkUDFView() (bool, error) {
+	format := w.format
+	w.format = UDF
+	s, err := w.cliOpen()
+	var entries []cliEntry
+	if err == nil {
+		entries, err = w.cliList(s)
+	}
+	if ctxErr := w.ctx.Err(); ctxErr != nil {
+		return true, ctxErr
+	}
+	if err != nil || len(entries) == 0 {
+		w.format = format
+		w.problem(ProblemCorrupt, "", fmt.Sprintf("udf view unreadable by 7z (%v); reading the ISO 9660 view", err))
+		return false, nil
+	}
+	w.res.Format = UDF
+	for _, ce := range entries {
+		if err := w.cliVisit(ce); err != nil {
+			return true, err
+		}
+	}
+	return true, nil
+}
+
 // isoWalk walks one ISO 9660 tree.
 type isoWalk struct {
 	w       *walker
@@ -186,8 +214,9 @@ func walkISO(w *walker) error {
 	if v != nil && v.hasUDF && w.cliAvailable() {
 		// Windows shows the UDF view of an ISO/UDF bridge, and it may hold
 		// other files than the ISO 9660 view.
-		w.format = UDF
-		return walkCLI(w)
+		if done, err := w.walkUDFView(); done || err != nil {
+			return err
+		}
 	}
 	if err != nil {
 		if v != nil && v.hasUDF {

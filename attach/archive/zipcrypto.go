@@ -242,38 +242,53 @@ func (k *aesKey) decrypt(raw *io.SectionReader) (io.Reader, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &aesCTRReader{r: ct, block: k.block, mac: hmac.New(sha1.New, k.macKey), want: mac, ctr: 1, pos: aes.BlockSize}, nil
+	return &aesCTRReader{r: ct, block: k.block, mac: hmac.New(sha1.New, k.macKey), want: mac, ctr: 1}, nil
 }
 
 // aesCTRReader decrypts WinZip AES: AES in CTR mode with a little-endian
 // block counter starting at 1 (crypto/cipher's CTR is big-endian), with
-// the HMAC-SHA1 of the ciphertext checked at the end.
+// the HMAC-SHA1 of the ciphertext checked at the end. The keystream is
+// made ksBlocks blocks at a time.
 type aesCTRReader struct {
 	r     io.Reader
 	block cipher.Block
 	mac   hash.Hash
 	want  []byte
 	ctr   uint64
-	ks    [aes.BlockSize]byte
-	pos   int // next unused keystream byte in ks
+	ks    []byte // keystream; ks[pos:] is unused
+	pos   int
 }
+
+const ksBlocks = 256
 
 func (a *aesCTRReader) Read(p []byte) (int, error) {
 	n, err := a.r.Read(p)
 	a.mac.Write(p[:n])
-	for i := 0; i < n; i++ {
-		if a.pos == aes.BlockSize {
-			var c [aes.BlockSize]byte
-			binary.LittleEndian.PutUint64(c[:], a.ctr)
-			a.block.Encrypt(a.ks[:], c[:])
-			a.ctr++
-			a.pos = 0
+	for done := 0; done < n; {
+		if a.pos == len(a.ks) {
+			a.refill()
 		}
-		p[i] ^= a.ks[a.pos]
-		a.pos++
+		k := subtle.XORBytes(p[done:n], p[done:n], a.ks[a.pos:])
+		a.pos += k
+		done += k
 	}
 	if errors.Is(err, io.EOF) && !hmac.Equal(a.mac.Sum(nil)[:10], a.want) {
 		return n, &kindError{ProblemChecksum, errors.New("aes authentication code mismatch")}
 	}
 	return n, err
+}
+
+// refill encrypts the next ksBlocks counter blocks.
+func (a *aesCTRReader) refill() {
+	if a.ks == nil {
+		a.ks = make([]byte, ksBlocks*aes.BlockSize)
+	}
+	for i := 0; i < ksBlocks; i++ {
+		b := a.ks[i*aes.BlockSize : (i+1)*aes.BlockSize]
+		clear(b)
+		binary.LittleEndian.PutUint64(b, a.ctr)
+		a.block.Encrypt(b, b)
+		a.ctr++
+	}
+	a.pos = 0
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 )
 
@@ -20,18 +21,17 @@ func bigReport(tb testing.TB, n int) []byte {
 	if err := json.Unmarshal(b, &rep); err != nil {
 		tb.Fatal(err)
 	}
-	call := map[string]any{"timestamp": "2026-08-22 10:00:06,001", "thread_id": "2204", "caller": "0x00401000",
-		"category": "filesystem", "api": "NtCreateFile", "status": true, "return": "0x00000000",
-		"arguments": []any{map[string]any{"name": "FileName", "value": "C:\\Users\\user\\AppData\\Local\\Temp\\a.tmp"}}}
-	one, _ := json.Marshal(call)
-	calls := make([]any, n/len(one))
-	for i := range calls {
-		calls[i] = call
+	call := `{"timestamp": "2026-08-22 10:00:06,001", "thread_id": "2204", "caller": "0x00401000", ` +
+		`"category": "filesystem", "api": "NtCreateFile", "status": true, "return": "0x00000000", ` +
+		`"arguments": [{"name": "FileName", "value": "C:\\Users\\user\\AppData\\Local\\Temp\\a \"b\".tmp"}]}`
+	calls := func(n int) json.RawMessage {
+		return json.RawMessage("[" + strings.Repeat(call+",", n) + call + "]")
 	}
-	rep["behavior"] = map[string]any{"processes": []any{map[string]any{"process_id": 1, "calls": calls}}}
+	count := n / len(call)
+	rep["behavior"] = map[string]any{"processes": []any{map[string]any{"process_id": 1, "calls": calls(count)}}}
 	sigs := rep["signatures"].([]any)
-	sigs[0].(map[string]any)["data"] = calls[:len(calls)/10]
-	out, err := json.MarshalIndent(rep, "", "    ")
+	sigs[0].(map[string]any)["data"] = calls(count / 10)
+	out, err := json.Marshal(rep)
 	if err != nil {
 		tb.Fatal(err)
 	}

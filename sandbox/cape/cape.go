@@ -130,6 +130,9 @@ func New(cfg Config) (*Client, error) {
 	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
 		return nil, fmt.Errorf("cape: url %q: want http(s)://host/apiv2/", cfg.URL)
 	}
+	if strings.ContainsFunc(cfg.Token, func(r rune) bool { return r <= ' ' || r > '~' }) {
+		return nil, errors.New("cape: token must be printable ASCII without spaces")
+	}
 	if !strings.HasSuffix(base.Path, "/") {
 		base.Path += "/"
 	}

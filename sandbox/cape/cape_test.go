@@ -353,6 +353,11 @@ func TestTLS(t *testing.T) {
 	if _, err := New(Config{URL: e.URL, CAFile: filepath.Join(t.TempDir(), "missing.pem")}); err == nil {
 		t.Error("missing CA file accepted")
 	}
+	for _, bad := range []Config{{URL: "ftp://x/apiv2/"}, {URL: "http:///apiv2/"}, {URL: e.URL, Token: "a b"}} {
+		if _, err := New(bad); err == nil {
+			t.Errorf("New(%+v) accepted", bad)
+		}
+	}
 }
 
 func TestArchiveAggregationAndRecovery(t *testing.T) {
@@ -537,6 +542,10 @@ func TestEnvelopeRule(t *testing.T) {
 	set(answer{body: `{"error": [], "data": {"task_ids": ["7", 8]}, "errors": [{"b.exe": "skipped"}]}`})
 	if id, err := c.Submit(ctx, f); err != nil || id != "7,8" {
 		t.Errorf("partial success = %q, %v", id, err)
+	}
+	set(answer{status: 404, body: `{"error": true, "error_value": "Sample not found"}`})
+	if ok, err := c.FileExists(ctx, f.SHA256); ok || err != nil {
+		t.Errorf("multitenant 404 for a sample: %v, %v", ok, err)
 	}
 }
 

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"unicode/utf8"
 
 	"github.com/mailguard/mailguard/sandbox"
@@ -41,6 +43,11 @@ func FuzzParseReport(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		rep, err := ParseReport(bytes.NewReader(b))
 		checkAgainstStdlib(t, b, rep, err)
+		// Every byte a buffer boundary: the same answer.
+		rep1, err1 := ParseReport(iotest.OneByteReader(bytes.NewReader(b)))
+		if (err == nil) != (err1 == nil) || !reflect.DeepEqual(rep, rep1) {
+			t.Fatalf("one byte at a time: %+v %v, at once: %+v %v", rep1, err1, rep, err)
+		}
 		if err != nil {
 			var env *EnvelopeError
 			if !errors.Is(err, errSyntax) && !errors.Is(err, errHTMLReport) && !errors.As(err, &env) {

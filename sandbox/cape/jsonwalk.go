@@ -2,7 +2,6 @@ package cape
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -82,36 +81,44 @@ func (s *scanner) skip() error {
 	return err
 }
 
+// special marks the bytes skipComposite must look at.
+var special = func() (t [256]bool) {
+	for _, c := range []byte(`"\\{}[]`) {
+		t[c] = true
+	}
+	return t
+}()
+
 // skipComposite consumes an object or array, scanning the read buffer
 // directly: this is where almost all of a report's bytes go.
 func (s *scanner) skipComposite() error {
-	depth, inString := 0, false
+	depth, inString, escaped := 0, false, false
 	for {
 		buf, err := s.buffered()
 		if err != nil {
 			return s.fail(err)
 		}
 		i := 0
-		for i < len(buf) {
-			if inString {
-				j := bytes.IndexAny(buf[i:], `"\`)
-				if j < 0 {
-					i = len(buf)
-					break
-				}
-				i += j
-				if buf[i] == '"' {
-					inString = false
-					i++
-					continue
-				}
-				if i+1 == len(buf) {
-					break // the escaped byte is in the next buffer
-				}
-				i += 2
+		if escaped { // the byte after a backslash that ended the last buffer
+			i, escaped = 1, false
+		}
+		for ; i < len(buf); i++ {
+			c := buf[i]
+			if !special[c] {
 				continue
 			}
-			switch buf[i] {
+			if inString {
+				switch c {
+				case '"':
+					inString = false
+				case '\\':
+					if i++; i == len(buf) {
+						escaped = true
+					}
+				}
+				continue
+			}
+			switch c {
 			case '"':
 				inString = true
 			case '{', '[':
@@ -122,15 +129,8 @@ func (s *scanner) skipComposite() error {
 					return nil
 				}
 			}
-			i++
 		}
-		s.r.Discard(i)
-		if i < len(buf) {
-			// A backslash ends the buffer: take it with its escaped byte.
-			if _, err := s.r.Discard(2); err != nil {
-				return s.fail(err)
-			}
-		}
+		s.r.Discard(len(buf))
 	}
 }
 

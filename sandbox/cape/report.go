@@ -118,6 +118,7 @@ func asReportError(op string, err error) error {
 // ({"error": true, "error_value": …}) instead of a report.
 type EnvelopeError struct{ Message string }
 
+// Error implements error.
 func (e *EnvelopeError) Error() string { return "cape: " + e.Message }
 
 var (

@@ -20,6 +20,10 @@ func (c *Client) FileExists(ctx context.Context, sha256 string) (bool, error) {
 		return false, err
 	}
 	env, ok, err := decodeEnvelope(op, resp)
+	if sandbox.KindOf(err) == sandbox.KindNotFound {
+		// Multitenancy on: 404 {"error": true, "error_value": "Sample not found"}.
+		return false, nil
+	}
 	if err != nil {
 		return false, err
 	}
