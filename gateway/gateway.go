@@ -41,7 +41,9 @@ type Options struct {
 	Resolver auth.Resolver
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
-	// Node names this process in delivery leases; "" means hostname+pid.
+	// Node names this node in delivery leases; "" means the host name.
+	// It must be stable across restarts: a restarted node takes back the
+	// deliveries leased to its name.
 	Node string
 	// Sandbox is the verdict cache and task table (the store's); nil
 	// without a store. Required for a sandbox to be used.
@@ -63,7 +65,7 @@ type Gateway struct {
 
 	mu       sync.Mutex
 	server   *smtp.Server
-	queue    *queueT
+	queue    *smtp.Queue
 	wakeQ    chan struct{}
 	wakeHold chan struct{}
 	reloaded chan struct{} // the sandbox runner restarts with the new stages
@@ -87,8 +89,11 @@ func New(opt Options) (*Gateway, error) {
 		g.now = time.Now
 	}
 	if g.node == "" {
-		h, _ := os.Hostname()
-		g.node = fmt.Sprintf("%s-%d", h, os.Getpid())
+		h, err := os.Hostname()
+		if err != nil || h == "" {
+			h = "mailguard"
+		}
+		g.node = h
 	}
 	st, err := g.newStages(opt.Policy, opt.Resolver)
 	if err != nil {
@@ -196,7 +201,11 @@ func (g *Gateway) Serve(ctx context.Context) error {
 	if err := srv.Listen(); err != nil {
 		return err
 	}
-	queue := g.newQueue(p)
+	queue, err := g.newQueue(p)
+	if err != nil {
+		srv.Close()
+		return err
+	}
 	g.mu.Lock()
 	g.server, g.queue = srv, queue
 	g.mu.Unlock()

@@ -25,6 +25,11 @@ func (g *Gateway) Resume(ctx context.Context) error {
 		g.log.Error("message row without spool file: marked error", "msg_id", id)
 		metricSpoolErrors.WithLabelValues("missing_spool").Inc()
 	}
+	if n, err := g.st.ReleaseLeases(ctx, g.node); err != nil {
+		return err
+	} else if n > 0 {
+		g.log.Info("deliveries interrupted by the last stop are due again", "count", n)
+	}
 	ids, err := g.st.InState(ctx, store.Received, store.Inspected)
 	if err != nil {
 		return err

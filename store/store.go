@@ -191,6 +191,9 @@ type Store interface {
 	// dsn, if not nil, reports recipients that failed for good meanwhile
 	// and is queued as a new message in the same transaction.
 	DeliveryRetry(ctx context.Context, id int64, at time.Time, pending []string, results []RcptResult, dsn *Message, dsnBytes []byte) error
+	// ReleaseLeases makes the deliveries leased to owner due again: a node
+	// that restarts takes back what it held when it stopped.
+	ReleaseLeases(ctx context.Context, owner string) (int, error)
 	// PendingDeliveries counts deliveries not finished.
 	PendingDeliveries(ctx context.Context) (int, error)
 

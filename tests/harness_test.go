@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -370,6 +371,7 @@ alias_maps =
 alias_database =
 smtputf8_enable = yes
 message_size_limit = 0
+virtual_mailbox_limit = 0
 `, dir, uid, gid)
 	os.WriteFile(filepath.Join(p.conf, "main.cf"), []byte(main), 0o644)
 	master := p.addr + " inet n - n - - smtpd\n" + postfixServices
@@ -465,7 +467,13 @@ func startSink(t *testing.T, addr string, extra ...string) *sink {
 	if addr == "" {
 		addr = freePort(t)
 	}
-	dir := t.TempDir()
+	// smtp-sink writes as nobody: t.TempDir's parent is private, so use a
+	// directory of our own that nobody can reach.
+	dir, err := os.MkdirTemp("", "sink")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
 	s := &sink{addr: addr, dir: dir}
 	args := append([]string{"-u", "nobody", "-d", filepath.Join(dir, "%Y%m%d%H/%M."), "-c"}, extra...)
 	args = append(args, addr, "256")
@@ -570,6 +578,19 @@ func (s *rawSMTP) cmd(line string) string {
 		s.t.Fatalf("write %q: %v", line, err)
 	}
 	return s.reply()
+}
+
+// try sends a line and reads the reply, reporting a closed connection as
+// an error instead of failing the test.
+func (s *rawSMTP) try(line string) (string, error) {
+	if _, err := s.c.Write([]byte(line + "\r\n")); err != nil {
+		return "", err
+	}
+	r := s.reply()
+	if r == "" {
+		return "", io.EOF
+	}
+	return r, nil
 }
 
 func (s *rawSMTP) write(b string) {

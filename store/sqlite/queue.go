@@ -184,6 +184,20 @@ func finishMessage(tx *sql.Tx, msgID string, now time.Time) error {
 	return err
 }
 
+// ReleaseLeases implements store.Store.
+func (s *DB) ReleaseLeases(ctx context.Context, owner string) (int, error) {
+	var n int64
+	err := s.write(ctx, nil, func(tx *sql.Tx) error {
+		res, err := tx.Exec(`UPDATE deliveries SET lease_until = 0, lease_owner = '' WHERE done_at = 0 AND lease_owner = ?`, owner)
+		if err != nil {
+			return err
+		}
+		n, _ = res.RowsAffected()
+		return nil
+	})
+	return int(n), err
+}
+
 // PendingDeliveries implements store.Store.
 func (s *DB) PendingDeliveries(ctx context.Context) (int, error) {
 	var n int

@@ -319,6 +319,14 @@ func testLease(t *testing.T, s store.Store) {
 	if d.ID != ds[0].ID {
 		t.Errorf("reclaimed %d, want %d", d.ID, ds[0].ID)
 	}
+	// A restarted node takes back its own leases at once.
+	if n, err := s.ReleaseLeases(ctx, "other-node"); err != nil || n != 0 {
+		t.Errorf("ReleaseLeases(other) = %d, %v", n, err)
+	}
+	if n, err := s.ReleaseLeases(ctx, "live-worker"); err != nil || n != 1 {
+		t.Errorf("ReleaseLeases(live-worker) = %d, %v", n, err)
+	}
+	claimOne(t, s, "live-worker")
 }
 
 // testPartialDSN: one recipient fails for good while another is retried:
