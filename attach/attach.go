@@ -267,6 +267,7 @@ type File struct {
 	parent    *File
 	inArchive bool   // the parent is an archive or disk image
 	readErr   string // the content could not be read to its end
+	declared  string // the MIME Content-Type it was attached with
 
 	data []byte // content when kept in memory
 	path string // spill file otherwise

@@ -105,7 +105,7 @@ func (w *walker) attachment(ra io.ReaderAt, e *entity, parent *File) error {
 	if strings.EqualFold(strings.TrimSpace(e.get("content-transfer-encoding")), "base64") {
 		hint = hint * 3 / 4
 	}
-	f, err := w.addFile(fileSpec{parent: parent, name: name, display: display, hint: hint + 512}, r)
+	f, err := w.addFile(fileSpec{parent: parent, name: name, display: display, hint: hint + 512, ctype: e.ctype}, r)
 	if err != nil || f == nil {
 		return err
 	}

@@ -144,8 +144,9 @@ type fileSpec struct {
 	name    string // as given (hostile)
 	display string // path component(s) when name is empty or special
 	derived bool
-	inArc   bool  // the parent is an archive or disk image (lnk_in_container)
-	hint    int64 // expected size, to size the memory buffer (0: unknown)
+	inArc   bool   // the parent is an archive or disk image (lnk_in_container)
+	hint    int64  // expected size, to size the memory buffer (0: unknown)
+	ctype   string // declared Content-Type, a hint for text-like content only
 }
 
 // addFile stores the content of r as a new file node and appends it to the
@@ -177,6 +178,7 @@ func (w *walker) addFile(spec fileSpec, r io.Reader) (*File, error) {
 	}
 	f.parent = spec.parent
 	f.inArchive = spec.inArc
+	f.declared = spec.ctype
 	s := newSink(w.res.spill, w.lim.MemoryFileBytes, min(w.lim.MaxFileBytes, room))
 	if spec.hint > 0 && spec.hint <= w.lim.MemoryFileBytes {
 		s.buf.Grow(int(spec.hint))
@@ -229,6 +231,12 @@ func (w *walker) safely(f *File, what string, fn func() error) (err error) {
 func (w *walker) inspect(f *File) error {
 	head, tail := f.head(sniffBytes), f.tail(512)
 	f.Type = detectType(head, tail, f.Name)
+	if (f.declared == "message/rfc822" || f.declared == "message/global" || extOf(f.Name) == "eml") &&
+		(f.Type == "text/plain" || f.Type == "application/octet-stream") {
+		// A message whose header is too short for sniffing; the
+		// declaration or the name says what it is.
+		f.Type = typeEML
+	}
 	if f.Name != "" {
 		for _, g := range nameFindings(f.Name, f.Path) {
 			f.addFinding(g.Tag, g.Detail)
