@@ -144,6 +144,9 @@ func (rc *relayConn) close(ctx context.Context) {
 // 4.5.3 "too many recipients" defers the rest to the next transaction on
 // the same connection) and returns one result per recipient.
 func (r *Relay) Deliver(ctx context.Context, m Outgoing, body io.Reader) []RcptResult {
+	if len(m.Rcpts) == 0 {
+		return nil
+	}
 	rc, fail := r.connect(ctx)
 	if fail != nil {
 		return allResults(m.Rcpts, *fail)
