@@ -131,7 +131,11 @@ func extForType(ct string) string {
 // and for uuencoded files.
 func (w *walker) body(ra io.ReaderAt, e *entity, parent *File) error {
 	r, report := partReader(ra, e)
-	limit := int64(w.lim.MaxTextBytes) * 4
+	limit := min(int64(w.lim.MaxTextBytes)*4, w.lim.MaxTotalBytes-w.nbytes)
+	if limit <= 0 {
+		w.bomb(nil, fmt.Sprintf("more than %d bytes extracted from the message; the rest was not inspected", w.lim.MaxTotalBytes))
+		return nil
+	}
 	raw, _ := io.ReadAll(io.LimitReader(r, limit+1))
 	cut := int64(len(raw)) > limit
 	if cut {
