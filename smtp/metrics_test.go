@@ -3,14 +3,24 @@ package smtp
 import (
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
+
+func counterValue(t *testing.T, c prometheus.Counter) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
+}
 
 func TestMetricsCount(t *testing.T) {
 	relayDenied := metricRejections.WithLabelValues("rcpt", "5xx", "relay_denied")
 	bare := metricRejections.WithLabelValues("data", "5xx", "bare_newline")
 	accepted := metricMessages.WithLabelValues(string(Inbound))
-	before := []float64{testutil.ToFloat64(relayDenied), testutil.ToFloat64(bare), testutil.ToFloat64(accepted)}
+	before := []float64{counterValue(t, relayDenied), counterValue(t, bare), counterValue(t, accepted)}
 
 	_, addrs := startServer(t, testConfig(), &recHandler{})
 	c := dial(t, addrs[0])
@@ -27,7 +37,7 @@ func TestMetricsCount(t *testing.T) {
 	c.send("fine\r\n.\r\n")
 	c.expect(250)
 
-	after := []float64{testutil.ToFloat64(relayDenied), testutil.ToFloat64(bare), testutil.ToFloat64(accepted)}
+	after := []float64{counterValue(t, relayDenied), counterValue(t, bare), counterValue(t, accepted)}
 	for i, name := range []string{"relay_denied", "bare_newline", "accepted"} {
 		if after[i]-before[i] != 1 {
 			t.Errorf("%s: %v -> %v, want +1", name, before[i], after[i])
