@@ -126,14 +126,15 @@ func (r *Relay) String() string { return r.addr }
 
 // relayConn is an open, greeted session with the relay.
 type relayConn struct {
-	c    *gosmtp.Client
-	raw  net.Conn
-	stop func() bool
+	c      *gosmtp.Client
+	raw    net.Conn
+	stop   func() bool
+	broken bool // the session is unusable (connection lost, or stopped mid-DATA)
 }
 
 // close says QUIT (briefly, and not after a cancel) and closes.
 func (rc *relayConn) close(ctx context.Context) {
-	if rc.stop() && ctx.Err() == nil {
+	if rc.stop() && ctx.Err() == nil && !rc.broken {
 		rc.c.CommandTimeout = min(rc.c.CommandTimeout, 10*time.Second)
 		_ = rc.c.Quit() // best effort; Close below covers a failed QUIT
 	}
@@ -217,6 +218,7 @@ func (r *Relay) transaction(rc *relayConn, m Outgoing, rcpts []string, utf8 bool
 			for _, rest := range append(accepted, rcpts[i:]...) {
 				results[rest] = r.resultFor(rest, err)
 			}
+			rc.broken = true
 			return nil
 		}
 	}
@@ -240,13 +242,16 @@ func (r *Relay) transaction(rc *relayConn, m Outgoing, rcpts []string, utf8 bool
 		return deferred
 	}
 	if _, err := io.Copy(w, &crlfReader{r: body}); err != nil {
+		// Without the final dot the server discards what it got.
 		setAll(err, "")
-		return nil // mid-DATA the session cannot continue
+		rc.broken = true
+		return nil
 	}
 	resp, err := w.CloseWithResponse()
 	if err != nil {
 		setAll(err, "")
 		if !isSMTPError(err) {
+			rc.broken = true
 			return nil
 		}
 		return deferred
