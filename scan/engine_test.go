@@ -77,6 +77,24 @@ rule other { strings: $z = "zzzzz" condition: $z }
 	}
 }
 
+func TestStrongest(t *testing.T) {
+	ms := []Match{
+		{Rule: "a", Meta: map[string]any{"severity": "low", "action": "tag"}},
+		{Rule: "b", Meta: map[string]any{"severity": "critical", "action": "hold"}},
+		{Rule: "c", Meta: map[string]any{"action": "reject"}},
+		{Rule: "d", Meta: map[string]any{"severity": "medium", "action": "bogus"}},
+	}
+	if sev, act := Strongest(ms); sev != SeverityCritical || act != "reject" {
+		t.Errorf("Strongest = %q, %q", sev, act)
+	}
+	if sev, act := Strongest(ms[3:]); sev != SeverityMedium || act != "" {
+		t.Errorf("Strongest(d) = %q, %q", sev, act)
+	}
+	if sev, act := Strongest(nil); sev != "" || act != "" {
+		t.Errorf("Strongest(nil) = %q, %q", sev, act)
+	}
+}
+
 func TestScanExternalVariables(t *testing.T) {
 	e := engineFor(t, `
 rule by_name { condition: filename matches /^invoice.*\.zip$/ }
