@@ -391,4 +391,5 @@ func (ds domains) local(m mailbox) bool {
 
 type configError struct{ msg string }
 
+// Error implements error.
 func (e *configError) Error() string { return "smtp: config: " + e.msg }

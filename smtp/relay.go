@@ -449,6 +449,7 @@ type greetedConn struct {
 	pre string
 }
 
+// Read serves the replayed greeting first.
 func (g *greetedConn) Read(p []byte) (int, error) {
 	if g.pre != "" {
 		n := copy(p, g.pre)
@@ -467,6 +468,7 @@ type guardConn struct {
 	timeout time.Duration
 }
 
+// Read fails once ctx is done.
 func (g *guardConn) Read(p []byte) (int, error) {
 	if err := g.ctx.Err(); err != nil {
 		return 0, err
@@ -474,6 +476,7 @@ func (g *guardConn) Read(p []byte) (int, error) {
 	return g.Conn.Read(p)
 }
 
+// Write fails once ctx is done and has its own deadline.
 func (g *guardConn) Write(p []byte) (int, error) {
 	if err := g.ctx.Err(); err != nil {
 		return 0, err
@@ -495,6 +498,7 @@ type crlfReader struct {
 	err     error
 }
 
+// Read implements io.Reader.
 func (c *crlfReader) Read(p []byte) (int, error) {
 	for len(c.pending) == 0 {
 		if c.err != nil {
