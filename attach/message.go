@@ -43,7 +43,7 @@ func (w *walker) walkMessage(ra io.ReaderAt, size int64, parent *File, depth int
 	var attachments []*entity
 	for _, e := range leaves {
 		if isBody(e) {
-			if err := w.body(ra, e, parent); err != nil {
+			if err := w.guard(func() error { return w.body(ra, e, parent) }); err != nil {
 				return err
 			}
 			continue
@@ -54,7 +54,7 @@ func (w *walker) walkMessage(ra io.ReaderAt, size int64, parent *File, depth int
 		if w.stopped() {
 			return nil
 		}
-		if err := w.attachment(ra, e, parent); err != nil {
+		if err := w.guard(func() error { return w.attachment(ra, e, parent) }); err != nil {
 			return err
 		}
 	}

@@ -28,7 +28,7 @@ func Walk(ctx context.Context, r io.ReaderAt, size int64, opt Options) (*Result,
 	bctx, cancel := context.WithTimeout(ctx, lim.MaxDuration)
 	defer cancel()
 	w := &walker{ctx: bctx, outer: ctx, lim: lim, opt: opt, res: res, start: time.Now()}
-	err := w.walkMessage(r, size, nil, 0)
+	err := w.guard(func() error { return w.walkMessage(r, size, nil, 0) })
 	w.finishText()
 	if err != nil {
 		var se errSpill
@@ -54,10 +54,13 @@ func WalkFile(ctx context.Context, name string, r io.ReaderAt, size int64, opt O
 	bctx, cancel := context.WithTimeout(ctx, lim.MaxDuration)
 	defer cancel()
 	w := &walker{ctx: bctx, outer: ctx, lim: lim, opt: opt, res: res, start: time.Now()}
-	f, err := w.addFile(fileSpec{name: name}, io.NewSectionReader(r, 0, size))
-	if err == nil && f != nil {
-		err = w.inspect(f)
-	}
+	err := w.guard(func() error {
+		f, err := w.addFile(fileSpec{name: name}, io.NewSectionReader(r, 0, size))
+		if err == nil && f != nil {
+			err = w.inspect(f)
+		}
+		return err
+	})
 	w.finishText()
 	if ctx.Err() != nil {
 		return res, ctx.Err()
@@ -220,6 +223,21 @@ func (w *walker) safely(f *File, what string, fn func() error) (err error) {
 			}
 			f.addFinding(reason.MalformedMIME, fmt.Sprintf("%s parser failed on hostile input: %v (%s)", what, v, clip(stack, 300)))
 			w.res.Complete = false
+			err = nil
+		}
+	}()
+	return fn()
+}
+
+// guard is the last line of defence: a panic anywhere in the walk (the
+// per-file parsers have their own recover) becomes a malformed_mime
+// finding and an incomplete result, never a crashed gateway.
+func (w *walker) guard(fn func() error) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			w.res.Complete = false
+			w.res.Findings = append(w.res.Findings, reason.Finding{Tag: reason.MalformedMIME,
+				Detail: fmt.Sprintf("message parser failed on hostile input: %v (%s)", v, clip(string(debug.Stack()), 300))})
 			err = nil
 		}
 	}()
