@@ -188,6 +188,10 @@ type Result struct {
 	// Text is the NFKC plain text of subject and bodies (HTML converted),
 	// bounded by Limits.MaxTextBytes.
 	Text string `json:"-"`
+	// Panics holds the stack traces of parser panics that were recovered
+	// (each is also a malformed_mime finding), for the caller's log and
+	// panic metric; attach itself neither logs nor counts.
+	Panics []string `json:"-"`
 
 	spill *spillDir
 }

@@ -217,11 +217,8 @@ func (w *walker) addBytes(spec fileSpec, b []byte) (*File, error) {
 func (w *walker) safely(f *File, what string, fn func() error) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
-			stack := string(debug.Stack())
-			if i := strings.Index(stack, "panic("); i >= 0 {
-				stack = stack[i:]
-			}
-			f.addFinding(reason.MalformedMIME, fmt.Sprintf("%s parser failed on hostile input: %v (%s)", what, v, clip(stack, 300)))
+			w.res.Panics = append(w.res.Panics, fmt.Sprintf("%s parser on %s: %v\n%s", what, f.Path, v, debug.Stack()))
+			f.addFinding(reason.MalformedMIME, fmt.Sprintf("%s parser failed on hostile input: %v", what, v))
 			w.res.Complete = false
 			err = nil
 		}
@@ -236,8 +233,9 @@ func (w *walker) guard(fn func() error) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			w.res.Complete = false
+			w.res.Panics = append(w.res.Panics, fmt.Sprintf("message walk: %v\n%s", v, debug.Stack()))
 			w.res.Findings = append(w.res.Findings, reason.Finding{Tag: reason.MalformedMIME,
-				Detail: fmt.Sprintf("message parser failed on hostile input: %v (%s)", v, clip(string(debug.Stack()), 300))})
+				Detail: fmt.Sprintf("message parser failed on hostile input: %v", v)})
 			err = nil
 		}
 	}()

@@ -117,3 +117,20 @@ func TestShortNestedMessageByDeclaration(t *testing.T) {
 	res := walk(t, raw, Options{})
 	wantTag(t, file(t, res, "part1.eml/x.exe").Findings, reason.ExecAttachment)
 }
+
+func TestParserPanicBecomesFinding(t *testing.T) {
+	res := &Result{Files: []*File{}, spill: &spillDir{}}
+	w := &walker{res: res}
+	f := &File{Path: "x.bin"}
+	if err := w.safely(f, "test", func() error { panic("boom") }); err != nil {
+		t.Fatal(err)
+	}
+	wantTag(t, f.Findings, reason.MalformedMIME)
+	if len(res.Panics) != 1 || !strings.Contains(res.Panics[0], "boom") || res.Complete {
+		t.Errorf("panics %q complete %v", res.Panics, res.Complete)
+	}
+	if err := w.guard(func() error { panic("bang") }); err != nil {
+		t.Fatal(err)
+	}
+	wantTag(t, res.Findings, reason.MalformedMIME)
+}
