@@ -177,7 +177,7 @@ func TestArchiveBombs(t *testing.T) {
 		var buf bytes.Buffer
 		zw := zip.NewWriter(&buf)
 		w, _ := zw.Create("zeros.bin")
-		w.Write(make([]byte, 64<<20))
+		w.Write(make([]byte, 16<<20))
 		zw.Close()
 		start := time.Now()
 		res := walk(t, mkMessage("x", attachment("bomb.zip", "application/zip", buf.Bytes())), Options{})
@@ -185,7 +185,7 @@ func TestArchiveBombs(t *testing.T) {
 		if d := time.Since(start); d > 10*time.Second {
 			t.Errorf("took %v", d)
 		}
-		if n := res.TotalBytes(); n > 64<<20 {
+		if n := res.TotalBytes(); n > 16<<20 {
 			t.Errorf("extracted %d bytes", n)
 		}
 	})
@@ -201,10 +201,10 @@ func TestArchiveBombs(t *testing.T) {
 			zw.Close()
 			return b.Bytes()
 		}
-		l3 := inner(10, "N.bin", make([]byte, 4<<20))
+		l3 := inner(10, "N.bin", make([]byte, 2<<20))
 		l2 := inner(10, "N.zip", l3)
 		l1 := inner(10, "N.zip", l2)
-		lim := Limits{MaxTotalBytes: 64 << 20, MaxFiles: 200}
+		lim := Limits{MaxTotalBytes: 24 << 20, MaxFiles: 200}
 		res := walk(t, mkMessage("x", attachment("42.zip", "application/zip", l1)), Options{Limits: lim})
 		wantTag(t, res.Findings, reason.ArchiveBomb)
 		if res.Complete {

@@ -188,6 +188,10 @@ type Result struct {
 	// Text is the NFKC plain text of subject and bodies (HTML converted),
 	// bounded by Limits.MaxTextBytes.
 	Text string `json:"-"`
+	// Panics holds the stack traces of parser panics that were recovered
+	// (each is also a malformed_mime finding), for the caller's log and
+	// panic metric; attach itself neither logs nor counts.
+	Panics []string `json:"-"`
 
 	spill *spillDir
 }
@@ -267,6 +271,7 @@ type File struct {
 	parent    *File
 	inArchive bool   // the parent is an archive or disk image
 	readErr   string // the content could not be read to its end
+	declared  string // the MIME Content-Type it was attached with
 
 	data []byte // content when kept in memory
 	path string // spill file otherwise

@@ -319,7 +319,7 @@ func findUUBlocks(text []byte, max int) []uuBlock {
 		}
 		eol := bytes.IndexByte(text[at:], '\n')
 		if eol < 0 {
-			eol = len(text) - at
+			break // a begin line with nothing after it
 		}
 		fields := strings.Fields(string(text[at : at+eol]))
 		if len(fields) < 3 || len(fields[1]) < 3 || len(fields[1]) > 4 || strings.Trim(fields[1], "01234567") != "" {

@@ -58,3 +58,33 @@ func FuzzWalk(f *testing.F) {
 		}
 	})
 }
+
+// FuzzWalkFile feeds raw files (OLE, OOXML, PDF, LNK, OneNote, TNEF, RTF,
+// BinHex) straight to the per-file parsers.
+func FuzzWalkFile(f *testing.F) {
+	fib := make([]byte, 64)
+	f.Add(buildCFB(append(vbaEntries("Macros/", map[string]string{"Module1": macroSource}), cfbEntry{path: "WordDocument", data: fib},
+		cfbEntry{path: "ObjectPool/_1/\x01Ole10Native", data: ole10Native("a.exe", minimalPE())}), nil))
+	f.Add(buildCFB([]cfbEntry{{path: "Workbook", data: append(biff(0x0085, []byte{0, 0, 0, 0, 0, 1, 1, 0, 'M'}), biff(0x000A, nil)...)}}, nil))
+	f.Add(mkDocm(f))
+	f.Add(jsPDF())
+	f.Add(mkLNK(`C:\Windows\System32\cmd.exe`, "/c calc", "%TEMP%", "x.ico"))
+	f.Add(mkOneNote(minimalPE()))
+	f.Add([]byte(`{\rtf1{\object{\*\objdata 0105000002000000080000005061636b61676500}}}`))
+	f.Add([]byte("(This file must be converted with BinHex 4.0)\n:#'0XB@dZCAKP!%9B43\"$E'&Y!!!!!!)J!!!!!EY969T3!!)!!!!%!!m!rrm!!,J:\n"))
+	lim := Limits{MaxDepth: 4, MaxFiles: 64, MaxTotalBytes: 1 << 20, MaxDuration: 5 * time.Second}
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		res, err := WalkFile(context.Background(), "fuzz.bin", bytes.NewReader(raw), int64(len(raw)), Options{Limits: lim, TempDir: dir})
+		if err != nil {
+			t.Fatalf("WalkFile: %v", err)
+		}
+		defer res.Close()
+		if n := res.TotalBytes(); n > lim.MaxTotalBytes {
+			t.Fatalf("extracted %d bytes, limit %d", n, lim.MaxTotalBytes)
+		}
+		if len(res.Files) > lim.MaxFiles {
+			t.Fatalf("%d files", len(res.Files))
+		}
+	})
+}

@@ -43,7 +43,7 @@ func (w *walker) walkMessage(ra io.ReaderAt, size int64, parent *File, depth int
 	var attachments []*entity
 	for _, e := range leaves {
 		if isBody(e) {
-			if err := w.body(ra, e, parent); err != nil {
+			if err := w.guard(func() error { return w.body(ra, e, parent) }); err != nil {
 				return err
 			}
 			continue
@@ -54,7 +54,7 @@ func (w *walker) walkMessage(ra io.ReaderAt, size int64, parent *File, depth int
 		if w.stopped() {
 			return nil
 		}
-		if err := w.attachment(ra, e, parent); err != nil {
+		if err := w.guard(func() error { return w.attachment(ra, e, parent) }); err != nil {
 			return err
 		}
 	}
@@ -105,7 +105,7 @@ func (w *walker) attachment(ra io.ReaderAt, e *entity, parent *File) error {
 	if strings.EqualFold(strings.TrimSpace(e.get("content-transfer-encoding")), "base64") {
 		hint = hint * 3 / 4
 	}
-	f, err := w.addFile(fileSpec{parent: parent, name: name, display: display, hint: hint + 512}, r)
+	f, err := w.addFile(fileSpec{parent: parent, name: name, display: display, hint: hint + 512, ctype: e.ctype}, r)
 	if err != nil || f == nil {
 		return err
 	}
@@ -131,7 +131,11 @@ func extForType(ct string) string {
 // and for uuencoded files.
 func (w *walker) body(ra io.ReaderAt, e *entity, parent *File) error {
 	r, report := partReader(ra, e)
-	limit := int64(w.lim.MaxTextBytes) * 4
+	limit := min(int64(w.lim.MaxTextBytes)*4, w.lim.MaxTotalBytes-w.nbytes)
+	if limit <= 0 {
+		w.bomb(nil, fmt.Sprintf("more than %d bytes extracted from the message; the rest was not inspected", w.lim.MaxTotalBytes))
+		return nil
+	}
 	raw, _ := io.ReadAll(io.LimitReader(r, limit+1))
 	cut := int64(len(raw)) > limit
 	if cut {

@@ -92,129 +92,56 @@ const (
 	stIgnore // preamble or epilogue
 )
 
-// scanMIME parses the structure of the message in ra[0:size].
+// mimeScanner is the state of one structure scan.
+type mimeScanner struct {
+	s         *mimeScan
+	maxParts  int
+	maxDepth  int
+	stack     []*frame
+	cur       *entity // entity whose header or body is being read
+	state     scanState
+	prevEOL   int64 // terminator length of the previous line
+	hdr       bytes.Buffer
+	hdrOver   bool
+	lineStart bool
+}
+
+// scanMIME parses the structure of the message in ra[0:size] in one pass.
 func scanMIME(ra io.ReaderAt, size int64, maxParts, maxDepth int) *mimeScan {
-	s := &mimeScan{root: &entity{}}
+	sc := &mimeScanner{s: &mimeScan{root: &entity{}, parts: 1}, maxParts: maxParts, maxDepth: maxDepth, lineStart: true}
+	sc.cur = sc.s.root
 	br := bufio.NewReaderSize(io.NewSectionReader(ra, 0, size), 64<<10)
-	var (
-		stack     []*frame
-		cur       = s.root
-		state     = stHeader
-		off       int64
-		lineStart = true
-		prevEOL   int64 // length of the previous line's terminator
-		hdr       bytes.Buffer
-		hdrOver   bool
-	)
-	s.parts = 1
-	problem := func(format string, a ...any) {
-		if len(s.problems) < 50 {
-			s.problems = append(s.problems, fmt.Sprintf(format, a...))
-		}
-	}
-	endHeader := func(bodyAt int64) {
-		cur.rawHeader = append([]byte(nil), hdr.Bytes()...)
-		hdr.Reset()
-		hdrOver = false
-		cur.fields = parseHeaderBlock(cur.rawHeader, func(p string) { problem("part %s: %s", partName(cur), p) })
-		cur.classify(func(p string) { problem("part %s: %s", partName(cur), p) })
-		cur.bodyStart = bodyAt
-		cur.bodyEnd = bodyAt
-		if cur.kind == kindMultipart {
-			if len(stack) >= maxDepth {
-				problem("part %s: multipart nesting deeper than %d; kept as an opaque part", partName(cur), maxDepth)
-				s.cut = true
-				cur.kind = kindLeaf
-			} else {
-				stack = append(stack, &frame{ent: cur, boundary: cur.boundary})
-				state = stIgnore
-				return
-			}
-		}
-		state = stBody
-	}
+	var off int64
 	for {
 		line, err := br.ReadSlice('\n')
 		full := err != bufio.ErrBufferFull
 		if len(line) > 0 {
 			start := off
 			off += int64(len(line))
-			if lineStart && len(stack) > 0 && len(line) > 2 && line[0] == '-' && line[1] == '-' {
-				if i, closing := matchBoundary(stack, line); i >= 0 {
-					end := start - prevEOL
-					if state == stHeader && cur != nil {
-						// A part whose header runs into the next boundary.
-						problem("part %s: header not terminated by an empty line", partName(cur))
-						cur.rawHeader = append([]byte(nil), hdr.Bytes()...)
-						hdr.Reset()
-						hdrOver = false
-						cur.fields = parseHeaderBlock(cur.rawHeader, func(p string) { problem("part %s: %s", partName(cur), p) })
-						cur.classify(func(p string) { problem("part %s: %s", partName(cur), p) })
-						cur.kind = kindLeaf
-						cur.bodyStart, cur.bodyEnd = start, start
+			if sc.lineStart && len(sc.stack) > 0 && len(line) > 2 && line[0] == '-' && line[1] == '-' {
+				if i, closing := matchBoundary(sc.stack, line); i >= 0 {
+					if !sc.boundary(i, closing, start) {
+						return sc.s
 					}
-					if cur != nil && state == stBody {
-						cur.bodyEnd = max(end, cur.bodyStart)
+					// Skip the rest of an overlong boundary line.
+					for err == bufio.ErrBufferFull {
+						line, err = br.ReadSlice('\n')
+						off += int64(len(line))
 					}
-					for j := len(stack) - 1; j > i; j-- {
-						if !stack[j].closed {
-							problem("part %s: boundary %q not closed", partName(stack[j].ent), stack[j].boundary)
-						}
-						stack[j].ent.bodyEnd = end
-					}
-					stack = stack[:i+1]
-					f := stack[i]
-					if closing {
-						f.closed = true
-						f.ent.bodyEnd = end
-						stack = stack[:i]
-						state, cur = stIgnore, nil
-					} else if s.parts >= maxParts {
-						problem("more than %d MIME parts; the rest of the message was not parsed", maxParts)
-						s.cut = true
-						return s
-					} else {
-						s.parts++
-						f.ent.nchild++
-						child := &entity{id: childID(f.ent, f.ent.nchild), depth: f.ent.depth + 1}
-						f.ent.children = append(f.ent.children, child)
-						cur, state = child, stHeader
-					}
-					lineStart = full
-					prevEOL = 0
-					if !full {
-						// Skip the rest of an overlong boundary line.
-						for err == bufio.ErrBufferFull {
-							line, err = br.ReadSlice('\n')
-							off += int64(len(line))
-						}
-						lineStart, prevEOL = true, eolLen(line)
-					} else {
-						prevEOL = eolLen(line)
-					}
-					if err != nil && err != bufio.ErrBufferFull {
+					sc.lineStart, sc.prevEOL = true, eolLen(line)
+					if err != nil {
 						break
 					}
 					continue
 				}
 			}
-			if state == stHeader && cur != nil {
-				if lineStart && isBlankLine(line) {
-					endHeader(off)
-				} else if !hdrOver {
-					if hdr.Len()+len(line) > maxHeaderBytes {
-						problem("part %s: header block larger than %d bytes; truncated", partName(cur), maxHeaderBytes)
-						hdrOver = true
-					} else {
-						hdr.Write(line)
-					}
-				}
+			if sc.state == stHeader && sc.cur != nil {
+				sc.headerLine(line, off)
 			}
-			lineStart = full
+			sc.lineStart = full
+			sc.prevEOL = 0
 			if full {
-				prevEOL = eolLen(line)
-			} else {
-				prevEOL = 0
+				sc.prevEOL = eolLen(line)
 			}
 		}
 		if err == bufio.ErrBufferFull {
@@ -224,26 +151,125 @@ func scanMIME(ra io.ReaderAt, size int64, maxParts, maxDepth int) *mimeScan {
 			break
 		}
 	}
-	// End of input.
-	if cur != nil {
-		switch state {
+	sc.eof(off)
+	return sc.s
+}
+
+func (sc *mimeScanner) problem(format string, a ...any) {
+	if len(sc.s.problems) < 50 {
+		sc.s.problems = append(sc.s.problems, fmt.Sprintf(format, a...))
+	}
+}
+
+// parseHeader turns the collected header block into the current entity's
+// fields and media type.
+func (sc *mimeScanner) parseHeader() {
+	e := sc.cur
+	e.rawHeader = append([]byte(nil), sc.hdr.Bytes()...)
+	sc.hdr.Reset()
+	sc.hdrOver = false
+	report := func(p string) { sc.problem("part %s: %s", partName(e), p) }
+	e.fields = parseHeaderBlock(e.rawHeader, report)
+	e.classify(report)
+}
+
+// headerLine collects one header line, or ends the header at a blank line.
+func (sc *mimeScanner) headerLine(line []byte, next int64) {
+	if sc.lineStart && isBlankLine(line) {
+		sc.endHeader(next)
+		return
+	}
+	if sc.hdrOver {
+		return
+	}
+	if sc.hdr.Len()+len(line) > maxHeaderBytes {
+		sc.problem("part %s: header block larger than %d bytes; truncated", partName(sc.cur), maxHeaderBytes)
+		sc.hdrOver = true
+		return
+	}
+	sc.hdr.Write(line)
+}
+
+// endHeader finishes the current entity's header; a multipart opens a new
+// boundary frame unless the nesting limit is reached.
+func (sc *mimeScanner) endHeader(bodyAt int64) {
+	sc.parseHeader()
+	e := sc.cur
+	e.bodyStart, e.bodyEnd = bodyAt, bodyAt
+	if e.kind == kindMultipart {
+		if len(sc.stack) < sc.maxDepth {
+			sc.stack = append(sc.stack, &frame{ent: e, boundary: e.boundary})
+			sc.state = stIgnore
+			return
+		}
+		sc.problem("part %s: multipart nesting deeper than %d; kept as an opaque part", partName(e), sc.maxDepth)
+		sc.s.cut = true
+		e.kind = kindLeaf
+	}
+	sc.state = stBody
+}
+
+// boundary handles a delimiter line of frame i starting at offset start.
+// It returns false when the part limit stops the scan.
+func (sc *mimeScanner) boundary(i int, closing bool, start int64) bool {
+	end := start - sc.prevEOL // the CRLF before a delimiter belongs to it
+	if sc.state == stHeader && sc.cur != nil {
+		sc.problem("part %s: header not terminated by an empty line", partName(sc.cur))
+		sc.parseHeader()
+		sc.cur.kind = kindLeaf
+		sc.cur.bodyStart, sc.cur.bodyEnd = start, start
+	}
+	if sc.cur != nil && sc.state == stBody {
+		sc.cur.bodyEnd = max(end, sc.cur.bodyStart)
+	}
+	for j := len(sc.stack) - 1; j > i; j-- {
+		if !sc.stack[j].closed {
+			sc.problem("part %s: boundary %q not closed", partName(sc.stack[j].ent), sc.stack[j].boundary)
+		}
+		sc.stack[j].ent.bodyEnd = end
+	}
+	sc.stack = sc.stack[:i+1]
+	f := sc.stack[i]
+	if closing {
+		f.closed = true
+		f.ent.bodyEnd = end
+		sc.stack = sc.stack[:i]
+		sc.state, sc.cur = stIgnore, nil
+		return true
+	}
+	if sc.s.parts >= sc.maxParts {
+		sc.problem("more than %d MIME parts; the rest of the message was not parsed", sc.maxParts)
+		sc.s.cut = true
+		return false
+	}
+	sc.s.parts++
+	f.ent.nchild++
+	child := &entity{id: childID(f.ent, f.ent.nchild), depth: f.ent.depth + 1}
+	f.ent.children = append(f.ent.children, child)
+	sc.cur, sc.state = child, stHeader
+	return true
+}
+
+// eof closes whatever is open at the end of the input.
+func (sc *mimeScanner) eof(off int64) {
+	if sc.cur != nil {
+		switch sc.state {
 		case stHeader:
-			// Header without a body (or a message that is all header).
-			endHeader(off)
-			if cur.kind == kindMultipart && len(stack) > 0 && stack[len(stack)-1].ent == cur {
-				problem("part %s: multipart without any part", partName(cur))
+			// A header without a body, or a message that is all header.
+			sc.endHeader(off)
+			if n := len(sc.stack); sc.cur.kind == kindMultipart && n > 0 && sc.stack[n-1].ent == sc.cur {
+				sc.problem("part %s: multipart without any part", partName(sc.cur))
 			}
 		case stBody:
-			cur.bodyEnd = off
+			sc.cur.bodyEnd = off
 		}
 	}
-	for j := len(stack) - 1; j >= 0; j-- {
-		if !stack[j].closed {
-			problem("part %s: boundary %q not closed", partName(stack[j].ent), stack[j].boundary)
+	for j := len(sc.stack) - 1; j >= 0; j-- {
+		if !sc.stack[j].closed {
+			sc.problem("part %s: boundary %q not closed", partName(sc.stack[j].ent), sc.stack[j].boundary)
 		}
-		stack[j].ent.bodyEnd = off
+		sc.stack[j].ent.bodyEnd = off
 	}
-	return s
 }
 
 func partName(e *entity) string {

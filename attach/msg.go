@@ -99,6 +99,10 @@ func (w *walker) msgText(f *File, d *oleDoc) {
 
 // addBody records a body of an attached message in Result.Bodies.
 func (w *walker) addBody(parent *File, ctype, text string) {
+	if room := w.lim.MaxTotalBytes - w.nbytes; int64(len(text)) > room {
+		w.bomb(parent, fmt.Sprintf("more than %d bytes extracted from the message; the rest was not inspected", w.lim.MaxTotalBytes))
+		return
+	}
 	b := &File{Path: parent.Path + " body " + ctype, Type: ctype, PasswordSource: SourceNone,
 		Findings: []reason.Finding{}, data: []byte(text)}
 	b.Size = int64(len(b.data))

@@ -3,6 +3,7 @@ package attach
 import (
 	"archive/zip"
 	"bytes"
+	"compress/zlib"
 	"encoding/binary"
 	"strings"
 	"testing"
@@ -197,4 +198,31 @@ func TestMSG(t *testing.T) {
 	if !found {
 		t.Errorf("msg body password not collected: %q", res.Passwords)
 	}
+}
+
+// TestPPTVBA builds a PowerPoint 97 file whose VBA project sits, as
+// PowerPoint stores it, in a zlib-compressed ExOleObjStg record of the
+// "PowerPoint Document" stream.
+func TestPPTVBA(t *testing.T) {
+	vba := buildCFB(vbaEntries("", map[string]string{"Module1": "Attribute VB_Name = \"Module1\"\r\nSub Auto_Open()\r\nShell \"calc\"\r\nEnd Sub\r\n"}), nil)
+	var z bytes.Buffer
+	zw := zlib.NewWriter(&z)
+	zw.Write(vba)
+	zw.Close()
+	rec := binary.LittleEndian.AppendUint32(nil, uint32(len(vba)))
+	rec = append(rec, z.Bytes()...)
+	var stream []byte
+	stream = append(stream, 0x0f, 0x00, 0xe8, 0x03, 0, 0, 0, 0) // a DocumentContainer header (unused)
+	stream = binary.LittleEndian.AppendUint16(stream, 0x0010)   // recVer 0, recInstance 1
+	stream = binary.LittleEndian.AppendUint16(stream, 0x1011)   // RT_ExternalOleObjectStg
+	stream = binary.LittleEndian.AppendUint32(stream, uint32(len(rec)))
+	stream = append(stream, rec...)
+	ppt := buildCFB([]cfbEntry{{path: "PowerPoint Document", data: stream}, {path: "Current User", data: make([]byte, 40)}}, nil)
+	res := walk(t, mkMessage("x", attachment("deck.ppt", "application/vnd.ms-powerpoint", ppt)), Options{})
+	f := file(t, res, "deck.ppt")
+	wantTag(t, f.Findings, reason.MacroDocument)
+	if f.Features.Macros == nil || len(f.Features.Macros.AutoRun) == 0 {
+		t.Errorf("macros %+v", f.Features.Macros)
+	}
+	file(t, res, "deck.ppt/ExOleObjStg-1.ole/vba/Module1.vba")
 }

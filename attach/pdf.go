@@ -190,10 +190,12 @@ func (sc *pdfScan) visitDict(d types.Dict, depth int) {
 				sc.openAct = true
 			}
 		}
-		if k == "S" {
-			if n, ok := v.(types.Name); ok && pdfActive[string(n)] {
-				sc.keywords[string(n)] = true
-			}
+		if n, ok := v.(types.Name); ok && pdfActive[string(n)] {
+			// Action types (/S /JavaScript), /Type /EmbeddedFile.
+			sc.keywords[string(n)] = true
+		}
+		if n, ok := v.(types.Name); ok && k == "Subtype" && n == "FileAttachment" {
+			sc.keywords["EmbeddedFile"] = true
 		}
 		if sub, ok := v.(types.Dict); ok {
 			sc.visitDict(sub, depth+1)

@@ -28,7 +28,7 @@ func Walk(ctx context.Context, r io.ReaderAt, size int64, opt Options) (*Result,
 	bctx, cancel := context.WithTimeout(ctx, lim.MaxDuration)
 	defer cancel()
 	w := &walker{ctx: bctx, outer: ctx, lim: lim, opt: opt, res: res, start: time.Now()}
-	err := w.walkMessage(r, size, nil, 0)
+	err := w.guard(func() error { return w.walkMessage(r, size, nil, 0) })
 	w.finishText()
 	if err != nil {
 		var se errSpill
@@ -54,10 +54,13 @@ func WalkFile(ctx context.Context, name string, r io.ReaderAt, size int64, opt O
 	bctx, cancel := context.WithTimeout(ctx, lim.MaxDuration)
 	defer cancel()
 	w := &walker{ctx: bctx, outer: ctx, lim: lim, opt: opt, res: res, start: time.Now()}
-	f, err := w.addFile(fileSpec{name: name}, io.NewSectionReader(r, 0, size))
-	if err == nil && f != nil {
-		err = w.inspect(f)
-	}
+	err := w.guard(func() error {
+		f, err := w.addFile(fileSpec{name: name}, io.NewSectionReader(r, 0, size))
+		if err == nil && f != nil {
+			err = w.inspect(f)
+		}
+		return err
+	})
 	w.finishText()
 	if ctx.Err() != nil {
 		return res, ctx.Err()
@@ -144,8 +147,9 @@ type fileSpec struct {
 	name    string // as given (hostile)
 	display string // path component(s) when name is empty or special
 	derived bool
-	inArc   bool  // the parent is an archive or disk image (lnk_in_container)
-	hint    int64 // expected size, to size the memory buffer (0: unknown)
+	inArc   bool   // the parent is an archive or disk image (lnk_in_container)
+	hint    int64  // expected size, to size the memory buffer (0: unknown)
+	ctype   string // declared Content-Type, a hint for text-like content only
 }
 
 // addFile stores the content of r as a new file node and appends it to the
@@ -177,6 +181,7 @@ func (w *walker) addFile(spec fileSpec, r io.Reader) (*File, error) {
 	}
 	f.parent = spec.parent
 	f.inArchive = spec.inArc
+	f.declared = spec.ctype
 	s := newSink(w.res.spill, w.lim.MemoryFileBytes, min(w.lim.MaxFileBytes, room))
 	if spec.hint > 0 && spec.hint <= w.lim.MemoryFileBytes {
 		s.buf.Grow(int(spec.hint))
@@ -212,12 +217,25 @@ func (w *walker) addBytes(spec fileSpec, b []byte) (*File, error) {
 func (w *walker) safely(f *File, what string, fn func() error) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
-			stack := string(debug.Stack())
-			if i := strings.Index(stack, "panic("); i >= 0 {
-				stack = stack[i:]
-			}
-			f.addFinding(reason.MalformedMIME, fmt.Sprintf("%s parser failed on hostile input: %v (%s)", what, v, clip(stack, 300)))
+			w.res.Panics = append(w.res.Panics, fmt.Sprintf("%s parser on %s: %v\n%s", what, f.Path, v, debug.Stack()))
+			f.addFinding(reason.MalformedMIME, fmt.Sprintf("%s parser failed on hostile input: %v", what, v))
 			w.res.Complete = false
+			err = nil
+		}
+	}()
+	return fn()
+}
+
+// guard is the last line of defence: a panic anywhere in the walk (the
+// per-file parsers have their own recover) becomes a malformed_mime
+// finding and an incomplete result, never a crashed gateway.
+func (w *walker) guard(fn func() error) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			w.res.Complete = false
+			w.res.Panics = append(w.res.Panics, fmt.Sprintf("message walk: %v\n%s", v, debug.Stack()))
+			w.res.Findings = append(w.res.Findings, reason.Finding{Tag: reason.MalformedMIME,
+				Detail: fmt.Sprintf("message parser failed on hostile input: %v", v)})
 			err = nil
 		}
 	}()
@@ -229,6 +247,12 @@ func (w *walker) safely(f *File, what string, fn func() error) (err error) {
 func (w *walker) inspect(f *File) error {
 	head, tail := f.head(sniffBytes), f.tail(512)
 	f.Type = detectType(head, tail, f.Name)
+	if (f.declared == "message/rfc822" || f.declared == "message/global" || extOf(f.Name) == "eml") &&
+		(f.Type == "text/plain" || f.Type == "application/octet-stream") {
+		// A message whose header is too short for sniffing; the
+		// declaration or the name says what it is.
+		f.Type = typeEML
+	}
 	if f.Name != "" {
 		for _, g := range nameFindings(f.Name, f.Path) {
 			f.addFinding(g.Tag, g.Detail)

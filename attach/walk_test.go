@@ -2,8 +2,12 @@ package attach
 
 import (
 	"bytes"
+	"context"
+	"encoding/base64"
+	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mailguard/mailguard/reason"
 )
@@ -58,4 +62,75 @@ func TestWalkDeterministic(t *testing.T) {
 			t.Errorf("file %d differs: %s vs %s", i, a.Files[i].Path, b.Files[i].Path)
 		}
 	}
+}
+
+func TestSpillAndClose(t *testing.T) {
+	big := bytes.Repeat([]byte("0123456789abcdef"), 8192) // 128 KiB
+	dir := t.TempDir()
+	raw := mkMessage("x", attachment("big.bin", "application/octet-stream", big), attachment("small.txt", "text/plain", []byte("s")))
+	res, err := Walk(context.Background(), bytes.NewReader(raw), int64(len(raw)), Options{TempDir: dir, Limits: Limits{MemoryFileBytes: 4096}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := file(t, res, "big.bin")
+	if f.path == "" {
+		t.Fatal("large file not spilled")
+	}
+	if !bytes.Equal(content(t, f), big) {
+		t.Error("spilled content differs")
+	}
+	ra, n, err := f.ReaderAt()
+	if err != nil || n != int64(len(big)) {
+		t.Fatalf("ReaderAt: %d, %v", n, err)
+	}
+	b := make([]byte, 16)
+	if _, err := ra.ReadAt(b, 16); err != nil || string(b) != "0123456789abcdef" {
+		t.Errorf("ReadAt %q %v", b, err)
+	}
+	if file(t, res, "small.txt").path != "" {
+		t.Error("small file spilled")
+	}
+	if err := res.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Errorf("spill files left after Close: %v", left)
+	}
+	if err := res.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}
+
+func TestTimeBudget(t *testing.T) {
+	raw := mkMessage("x", attachment("a.zip", "application/zip", mkZip(t, map[string][]byte{"a.txt": []byte("a")}, "a.txt")))
+	res := walk(t, raw, Options{Limits: Limits{MaxDuration: time.Nanosecond}})
+	if res.Complete {
+		t.Error("complete despite a spent budget")
+	}
+	wantTag(t, res.Findings, reason.ArchiveBomb)
+}
+
+func TestShortNestedMessageByDeclaration(t *testing.T) {
+	inner := "Subject: hi\r\nContent-Type: application/octet-stream; name=x.exe\r\nContent-Transfer-Encoding: base64\r\n\r\n" +
+		base64.StdEncoding.EncodeToString(minimalPE()) + "\r\n"
+	raw := mkMessage("x", part{header: "Content-Type: message/rfc822\r\n", body: inner})
+	res := walk(t, raw, Options{})
+	wantTag(t, file(t, res, "part1.eml/x.exe").Findings, reason.ExecAttachment)
+}
+
+func TestParserPanicBecomesFinding(t *testing.T) {
+	res := &Result{Files: []*File{}, spill: &spillDir{}}
+	w := &walker{res: res}
+	f := &File{Path: "x.bin"}
+	if err := w.safely(f, "test", func() error { panic("boom") }); err != nil {
+		t.Fatal(err)
+	}
+	wantTag(t, f.Findings, reason.MalformedMIME)
+	if len(res.Panics) != 1 || !strings.Contains(res.Panics[0], "boom") || res.Complete {
+		t.Errorf("panics %q complete %v", res.Panics, res.Complete)
+	}
+	if err := w.guard(func() error { panic("bang") }); err != nil {
+		t.Fatal(err)
+	}
+	wantTag(t, res.Findings, reason.MalformedMIME)
 }

@@ -92,6 +92,8 @@ func (st *htmlState) startTag(name string, hasAttr bool, z *html.Tokenizer, self
 		k, v, hasAttr = z.TagAttr()
 		key, val := string(k), string(v)
 		switch {
+		case len(val) > 11 && strings.EqualFold(val[:11], "javascript:"):
+			st.x.text(val[11:], "html") // javascript:location='http://…'
 		case isLink && key == "href":
 			href = val
 		case urlAttrs[key]:

@@ -12,7 +12,8 @@ import (
 // caller that has decompressed them passes their text through ExtractURLs.
 func ExtractPDF(data []byte, max int) []URL {
 	x := newExtractor(max)
-	text := []byte(string(data)) // a copy, with the /URI strings blanked out for the text scan
+	var segments [][2]int // the bytes outside /URI strings, scanned as text afterwards
+	seg := 0
 	for off := 0; !x.full(); {
 		i := bytes.Index(data[off:], []byte("/URI"))
 		if i < 0 {
@@ -21,14 +22,17 @@ func ExtractPDF(data []byte, max int) []URL {
 		off += i + 4
 		if s, n, ok := pdfString(data[off:]); ok {
 			x.add(s, "pdf", "")
-			for j := off; j < off+n; j++ {
-				text[j] = ' '
-			}
+			segments = append(segments, [2]int{seg, off})
 			off += n
+			seg = off
 		}
 	}
-	if !x.full() {
-		x.text(string(text), "text")
+	segments = append(segments, [2]int{seg, len(data)})
+	for _, sg := range segments {
+		if x.full() {
+			break
+		}
+		x.text(string(data[sg[0]:sg[1]]), "text")
 	}
 	return x.urls
 }

@@ -192,6 +192,10 @@ type lookupResult struct {
 // not honour the context.
 func (c *Checker) lookup(ctx context.Context, z *zoneState, name string) lookupResult {
 	res := lookupResult{zone: z, name: name + "." + z.Name + "."}
+	if c.Resolver == nil {
+		res.problem = z.Name + ": no resolver configured"
+		return res
+	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout(z.Zone))
 	defer cancel()
 	type answer struct {

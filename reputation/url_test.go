@@ -81,6 +81,7 @@ const phishHTML = `<!DOCTYPE html><html><head>
 <img src="https://track.example.com/open?u=1" width="1" height="1">
 <form action="https://forms.example.net/post"><input type="submit"></form>
 <a href="#top">top</a> <a href="/unsubscribe">unsubscribe</a>
+<a href="javascript:window.location='https://js-href.example.net/p'">view</a>
 <script>window.location = "https://script-redirect.example.net/x";</script>
 </td></tr></table></body></html>`
 
@@ -109,6 +110,7 @@ func TestExtractURLsFromHTML(t *testing.T) {
 		{"https://bit.ly/3aBcD", false, ""},
 		{"https://track.example.com/open?u=1", false, ""},
 		{"https://forms.example.net/post", false, ""},
+		{"https://js-href.example.net/p", false, ""},
 		{"https://reports.evil-cdn.net/case/77", false, ""},
 		{"http://www.portal-login.co.jp/x", false, ""},
 		{"https://script-redirect.example.net/x", false, ""},

@@ -46,8 +46,9 @@ func ParseZone(spec string) (Zone, error) {
 	s := strings.TrimSpace(spec)
 	if i := strings.LastIndexByte(s, '*'); i >= 0 {
 		w, err := strconv.ParseFloat(strings.TrimSpace(s[i+1:]), 64)
-		if err != nil || math.IsNaN(w) || math.IsInf(w, 0) {
-			return Zone{}, fmt.Errorf("reputation: zone %q: bad weight %q", spec, s[i+1:])
+		if err != nil || math.IsNaN(w) || math.IsInf(w, 0) || w == 0 {
+			// Zero is refused: in a Zone it means the default weight 1.
+			return Zone{}, fmt.Errorf("reputation: zone %q: bad weight %q (a non-zero number)", spec, s[i+1:])
 		}
 		z.Weight, s = w, s[:i]
 	}

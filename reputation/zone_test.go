@@ -89,7 +89,7 @@ func TestParseZone(t *testing.T) {
 			t.Errorf("ParseZone(%q) = %+v, %v; want %+v", c.spec, got, err, c.want)
 		}
 	}
-	for _, bad := range []string{"", "zen.spamhaus.org*x", "zen.spamhaus.org*NaN", "zen..org", "zen.spamhaus.org=127.0.0", "bad zone.org", "a/b.org"} {
+	for _, bad := range []string{"", "zen.spamhaus.org*x", "zen.spamhaus.org*0", "zen.spamhaus.org*NaN", "zen..org", "zen.spamhaus.org=127.0.0", "bad zone.org", "a/b.org"} {
 		if z, err := ParseZone(bad); err == nil {
 			t.Errorf("ParseZone(%q) = %+v, want an error", bad, z)
 		}

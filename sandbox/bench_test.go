@@ -22,7 +22,7 @@ import (
 //
 //	go test -run XXX -bench Polling10k -benchtime 1x ./sandbox/
 func BenchmarkPolling10k(b *testing.B) {
-	for _, budget := range []float64{5, 50} {
+	for _, budget := range []float64{5, 50, 100} {
 		b.Run(fmt.Sprintf("budget=%g/s", budget), func(b *testing.B) {
 			for b.Loop() {
 				pollingRun(b, 10000, budget, 20*time.Minute)

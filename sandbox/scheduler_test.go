@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/mailguard/mailguard/sandbox"
 	"github.com/mailguard/mailguard/sandbox/cape"
 	"github.com/mailguard/mailguard/sandbox/capetest"
@@ -597,5 +599,79 @@ func TestShutdownDuringARequestPutsTheTaskBack(t *testing.T) {
 	h.schedule(f) // the gateway resumes its held message
 	if v := h.until(f.SHA256, 5*time.Minute, 5*time.Second); v.State != sandbox.StateDone {
 		t.Errorf("verdict %+v", v)
+	}
+}
+
+// metricValue reads a counter, gauge or histogram count from the default
+// registry, where promauto registered the package's metrics.
+func metricValue(t *testing.T, name string, labels map[string]string) float64 {
+	t.Helper()
+	mfs, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if v, ok := labels[lp.GetName()]; ok && v != lp.GetValue() {
+					continue next
+				}
+			}
+			switch {
+			case m.Counter != nil:
+				return m.Counter.GetValue()
+			case m.Gauge != nil:
+				return m.Gauge.GetValue()
+			case m.Histogram != nil:
+				return float64(m.Histogram.GetSampleCount())
+			}
+		}
+	}
+	return 0
+}
+
+func TestMetrics(t *testing.T) {
+	f := mkfile("counted", nil)
+	h := newHarness(t, capetest.Config{Delay: 2 * time.Minute}, sandbox.Config{})
+	ok := map[string]string{"result": "ok"}
+	done := map[string]string{"state": "done"}
+	before := map[string]float64{
+		"submissions": metricValue(t, "mailguard_sandbox_submissions_total", ok),
+		"hits":        metricValue(t, "mailguard_sandbox_cache_hits_total", nil),
+		"polls":       metricValue(t, "mailguard_sandbox_polls_total", map[string]string{"result": "pending"}),
+		"verdicts":    metricValue(t, "mailguard_sandbox_verdicts_total", done),
+		"latency":     metricValue(t, "mailguard_sandbox_verdict_latency_seconds", done),
+	}
+	h.schedule(f)
+	h.cycle()
+	if g := metricValue(t, "mailguard_sandbox_pending_tasks", nil); g != 1 {
+		t.Errorf("pending tasks gauge %v, want 1", g)
+	}
+	h.until(f.SHA256, 10*time.Minute, 20*time.Second)
+	h.schedule(f)
+	for name, m := range map[string]struct {
+		metric string
+		labels map[string]string
+	}{
+		"submissions": {"mailguard_sandbox_submissions_total", ok},
+		"hits":        {"mailguard_sandbox_cache_hits_total", nil},
+		"polls":       {"mailguard_sandbox_polls_total", map[string]string{"result": "pending"}},
+		"verdicts":    {"mailguard_sandbox_verdicts_total", done},
+		"latency":     {"mailguard_sandbox_verdict_latency_seconds", done},
+	} {
+		if got := metricValue(t, m.metric, m.labels); got <= before[name] {
+			t.Errorf("%s: %v, not above %v", m.metric, got, before[name])
+		}
+	}
+	h.emu.SetDown(capetest.Refuse)
+	h.schedule(mkfile("outage", nil))
+	errs := metricValue(t, "mailguard_sandbox_errors_total", map[string]string{"op": "submit", "kind": "unavailable"})
+	h.cycle()
+	if got := metricValue(t, "mailguard_sandbox_errors_total", map[string]string{"op": "submit", "kind": "unavailable"}); got != errs+1 {
+		t.Errorf("errors{submit,unavailable} %v, want %v", got, errs+1)
 	}
 }

@@ -44,6 +44,26 @@ type TaskCounts struct {
 //
 // Times are passed in by the caller (the Scheduler's clock), never read from
 // the store's own clock, so that TTLs and leases are testable and nodes agree.
+//
+// A schema that fits (PostgreSQL spelling):
+//
+//	CREATE TABLE sandbox_verdicts (
+//	  key text PRIMARY KEY, verdict jsonb NOT NULL, expires_at timestamptz NOT NULL);
+//	CREATE TABLE sandbox_tasks (
+//	  key text PRIMARY KEY, sha256 text NOT NULL, name text NOT NULL, type text NOT NULL,
+//	  size bigint NOT NULL, options jsonb NOT NULL, ref text NOT NULL,
+//	  task_id text NOT NULL DEFAULT '', created timestamptz NOT NULL, submitted timestamptz,
+//	  attempts int NOT NULL, searched bool NOT NULL, polls int NOT NULL, failures int NOT NULL,
+//	  next_poll timestamptz NOT NULL, last_error text NOT NULL);
+//	CREATE INDEX ON sandbox_tasks (next_poll, key);
+//
+//	-- DueTasks($1 now, $2 leaseUntil, $3 max)
+//	UPDATE sandbox_tasks SET next_poll = $2 WHERE key IN (
+//	  SELECT key FROM sandbox_tasks WHERE next_poll <= $1
+//	  ORDER BY next_poll, key LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING *;
+//
+// (SQLite: the same SELECT and UPDATE inside one BEGIN IMMEDIATE
+// transaction.) Expired verdicts may be deleted whenever convenient.
 type Store interface {
 	// GetVerdict returns the verdict stored under key if it expires after
 	// now.

@@ -16,11 +16,11 @@ import (
 // benchCorpus writes about 50 MB of mixed files: mail text, HTML, UTF-16
 // office-like data, PDFs, random (compressed-looking) binaries and a few
 // files the starter rules detect. The content is deterministic, so the
-// same corpus can be given to the yara CLI: set MAILGUARD_BENCH_DIR to
+// same corpus can be given to the yara CLI: set MAILGUARD_SCAN_BENCH_DIR to
 // keep it in that directory.
 func benchCorpus(b *testing.B) (dir string, files []string, total int64) {
 	b.Helper()
-	dir = os.Getenv("MAILGUARD_BENCH_DIR")
+	dir = os.Getenv("MAILGUARD_SCAN_BENCH_DIR")
 	if dir == "" {
 		dir = b.TempDir()
 	} else if err := os.MkdirAll(dir, 0o755); err != nil {

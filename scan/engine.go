@@ -360,8 +360,11 @@ const (
 	blockOverlap = 64 << 10
 )
 
+// First implements yara.MemoryBlockIterator: the block at offset 0.
 func (it *blockIter) First() *yara.MemoryBlock { return it.at(0) }
 
+// Next implements yara.MemoryBlockIterator: the next block, starting
+// blockOverlap bytes before the end of the current one, or nil at the end.
 func (it *blockIter) Next() *yara.MemoryBlock {
 	end := int64(it.block.Base) + int64(it.block.Size)
 	if end >= it.size {

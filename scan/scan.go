@@ -156,6 +156,26 @@ func (m Match) Name() string {
 	return m.Namespace + ":" + m.Rule
 }
 
+// actionRank orders the actions a rule may request, weakest first.
+var actionRank = map[string]int{"tag": 1, "hold": 2, "quarantine": 3, "reject": 4}
+
+// Strongest returns the highest severity among matches ("" when there are
+// none) and the strongest action any of them requests (reject >
+// quarantine > hold > tag; "" when none requests one).
+func Strongest(matches []Match) (Severity, string) {
+	var sev Severity
+	var action string
+	for _, m := range matches {
+		if s := m.Severity(); s.Rank() > sev.Rank() {
+			sev = s
+		}
+		if a := m.Action(); actionRank[a] > actionRank[action] {
+			action = a
+		}
+	}
+	return sev, action
+}
+
 // Finding turns the matches on one file into a single malware_yara finding
 // naming every rule (sorted, with severities), or reports false when there
 // are no matches. path is the file's path in the attachment tree.

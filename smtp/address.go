@@ -49,11 +49,12 @@ func pathArg(line, prefix string) (string, bool) {
 	if len(line) < 5 {
 		return "", false
 	}
-	rest := line[5:]
+	// As go-smtp's parseCmd and handleMail/handleRcpt trim.
+	rest := strings.TrimSpace(line[5:])
 	if len(rest) < len(prefix) || !strings.EqualFold(rest[:len(prefix)], prefix) {
 		return "", false
 	}
-	return strings.TrimLeft(rest[len(prefix):], " "), true
+	return strings.TrimSpace(rest[len(prefix):]), true
 }
 
 // parsePath parses an RFC 5321 §4.1.2 Reverse-path (reverse) or
@@ -390,4 +391,5 @@ func (ds domains) local(m mailbox) bool {
 
 type configError struct{ msg string }
 
+// Error implements error.
 func (e *configError) Error() string { return "smtp: config: " + e.msg }

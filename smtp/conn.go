@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -243,7 +244,8 @@ func (c *conn) handshake() error {
 
 // Read hands go-smtp its next input: one command line, or body bytes up to
 // the end of DATA, or a BDAT chunk.
-func (c *conn) Read(p []byte) (int, error) {
+func (c *conn) Read(p []byte) (n int, err error) {
+	defer c.recoverPanic(&err)
 	if err := c.ensureInit(); err != nil {
 		return 0, err
 	}
@@ -261,8 +263,6 @@ func (c *conn) Read(p []byte) (int, error) {
 		return n, nil
 	}
 	c.settle()
-	var n int
-	var err error
 	switch c.mode {
 	case modeData:
 		n, err = c.readData(p)
@@ -628,7 +628,8 @@ func (c *conn) expectReply(ehlo bool) {
 
 // Write passes go-smtp's replies to the client, observing the first line
 // of each (code, errors, 421) and adding our EHLO keywords.
-func (c *conn) Write(p []byte) (int, error) {
+func (c *conn) Write(p []byte) (n int, err error) {
+	defer c.recoverPanic(&err)
 	if err := c.ensureInit(); err != nil {
 		return 0, err
 	}
@@ -658,8 +659,20 @@ func (c *conn) Write(p []byte) (int, error) {
 			}
 		}
 	}
-	n, err := c.under.Write(p[start:])
+	n, err = c.under.Write(p[start:])
 	return start + n, err
+}
+
+// recoverPanic turns a panic in the front end into a closed connection:
+// go-smtp recovers panics in command handlers but not in its read loop,
+// which calls Read directly.
+func (c *conn) recoverPanic(err *error) {
+	if p := recover(); p != nil {
+		metricPanics.WithLabelValues("conn").Inc()
+		c.srv.log.Error("smtp front end panic", "conn_id", c.info.ID, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+		c.Close()
+		*err = errConnClosed
+	}
 }
 
 // observe looks at the first bytes of a reply line. Called with wmu held.

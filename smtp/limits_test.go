@@ -2,6 +2,7 @@ package smtp
 
 import (
 	"context"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -247,5 +248,18 @@ func TestShutdownDeadlineClosesStragglers(t *testing.T) {
 	}
 	if !c.closed() {
 		t.Error("straggler not closed")
+	}
+}
+
+func TestLimitKey(t *testing.T) {
+	for in, want := range map[string]string{
+		"192.0.2.7":            "192.0.2.7",
+		"2001:db8:1:2:3:4:5:6": "2001:db8:1:2::",
+		"2001:db8:1:2:ffff::1": "2001:db8:1:2::",
+		"::ffff:192.0.2.7":     "::ffff:192.0.2.7",
+	} {
+		if got := limitKey(netip.MustParseAddr(in)); got.String() != want {
+			t.Errorf("limitKey(%s) = %s, want %s", in, got, want)
+		}
 	}
 }

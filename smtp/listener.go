@@ -52,7 +52,8 @@ func (s *Server) proxyPolicy(conf Listener) proxyproto.ConnPolicyFunc {
 }
 
 // limiter enforces MaxConns and MaxConnsPerIP. A connection is charged to
-// its real client IP once that is known (after PROXY, again after XCLIENT).
+// its real client IP (an IPv6 client to its /64) once that is known (after
+// PROXY, again after XCLIENT).
 type limiter struct {
 	mu      sync.Mutex
 	maxAll  int
@@ -66,8 +67,20 @@ func newLimiter(maxAll, maxIP int) *limiter {
 	return &limiter{maxAll: maxAll, maxIP: maxIP, perIP: map[netip.Addr]int{}, charged: map[*conn]netip.Addr{}}
 }
 
+// limitKey is what MaxConnsPerIP counts: the IPv4 address, or the /64 of
+// an IPv6 address (one client usually holds a whole /64).
+func limitKey(ip netip.Addr) netip.Addr {
+	if ip.Is6() && !ip.Is4In6() {
+		if p, err := ip.Prefix(64); err == nil {
+			return p.Addr()
+		}
+	}
+	return ip
+}
+
 // admit charges c to ip; it returns the metric reason when a limit is hit.
 func (l *limiter) admit(c *conn, ip netip.Addr) (string, bool) {
+	ip = limitKey(ip)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.total >= l.maxAll {
@@ -84,6 +97,7 @@ func (l *limiter) admit(c *conn, ip netip.Addr) (string, bool) {
 
 // move re-charges c to a new IP (XCLIENT); false when that IP is full.
 func (l *limiter) move(c *conn, ip netip.Addr) bool {
+	ip = limitKey(ip)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	old, ok := l.charged[c]

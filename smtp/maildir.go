@@ -195,6 +195,7 @@ type lfWriter struct {
 	cr bool // a CR is held back
 }
 
+// Write implements io.Writer.
 func (l *lfWriter) Write(p []byte) (int, error) {
 	out := make([]byte, 0, len(p)+1)
 	for _, b := range p {

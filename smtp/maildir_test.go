@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestMaildirDelivery(t *testing.T) {
@@ -116,11 +117,10 @@ func TestQueueMaildirRoute(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clock := &fakeClock{}
+	clock := &fakeClock{t: time.Now()}
 	ob := newMemOutbox(clock.Now)
-	ob.add(Outgoing{ID: "m1", Route: RouteInbound, MailFrom: "a@x.example", Rcpts: []string{"b@corp.example", "c@corp.example"}}, testMessage("md"))
+	ob.add(Outgoing{ID: "m1", Route: RouteInbound, MailFrom: "a@x.example", Rcpts: []string{"b@corp.example", "c@corp.example"}, Received: clock.Now()}, testMessage("md"))
 	q := newTestQueue(ob, clock, map[Route]Transport{RouteInbound: md})
-	q.MaxAge = 1 << 62
 	q.RunOnce(context.Background())
 	done, _, _, _ := ob.snapshot()
 	if len(done["m1"]) != 2 {

@@ -66,5 +66,5 @@ var (
 	metricPanics = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "mailguard_smtp_panics_total",
 		Help: "Panics recovered in the SMTP layer, by place.",
-	}, []string{"where"}) // worker
+	}, []string{"where"}) // worker, conn
 )

@@ -287,7 +287,8 @@ func normalizeResults(rcpts []string, got []RcptResult) []RcptResult {
 // otherwise. interrupted attempts (shutdown) are retried at once.
 func (q *Queue) settle(ctx context.Context, m Outgoing, results []RcptResult, interrupted bool) {
 	now := q.Now()
-	expired := now.Sub(m.Received) >= q.MaxAge
+	// A zero Received is a caller bug; never bounce because of it.
+	expired := !m.Received.IsZero() && now.Sub(m.Received) >= q.MaxAge
 	var failed []RcptResult
 	temp := 0
 	for i := range results {
@@ -343,7 +344,7 @@ func (q *Queue) settle(ctx context.Context, m Outgoing, results []RcptResult, in
 // that the last attempt happens at MaxAge.
 func (q *Queue) nextAttempt(m Outgoing, now time.Time) time.Time {
 	at := now.Add(q.Backoff.Delay(m.Attempts+1, q.Rand()))
-	if limit := m.Received.Add(q.MaxAge); at.After(limit) {
+	if limit := m.Received.Add(q.MaxAge); !m.Received.IsZero() && at.After(limit) {
 		at = limit
 	}
 	if at.Before(now) {

@@ -126,14 +126,15 @@ func (r *Relay) String() string { return r.addr }
 
 // relayConn is an open, greeted session with the relay.
 type relayConn struct {
-	c    *gosmtp.Client
-	raw  net.Conn
-	stop func() bool
+	c      *gosmtp.Client
+	raw    net.Conn
+	stop   func() bool
+	broken bool // the session is unusable (connection lost, or stopped mid-DATA)
 }
 
 // close says QUIT (briefly, and not after a cancel) and closes.
 func (rc *relayConn) close(ctx context.Context) {
-	if rc.stop() && ctx.Err() == nil {
+	if rc.stop() && ctx.Err() == nil && !rc.broken {
 		rc.c.CommandTimeout = min(rc.c.CommandTimeout, 10*time.Second)
 		_ = rc.c.Quit() // best effort; Close below covers a failed QUIT
 	}
@@ -144,6 +145,9 @@ func (rc *relayConn) close(ctx context.Context) {
 // 4.5.3 "too many recipients" defers the rest to the next transaction on
 // the same connection) and returns one result per recipient.
 func (r *Relay) Deliver(ctx context.Context, m Outgoing, body io.Reader) []RcptResult {
+	if len(m.Rcpts) == 0 {
+		return nil
+	}
 	rc, fail := r.connect(ctx)
 	if fail != nil {
 		return allResults(m.Rcpts, *fail)
@@ -163,7 +167,10 @@ func (r *Relay) Deliver(ctx context.Context, m Outgoing, body io.Reader) []RcptR
 		if !first {
 			f, err := m.Open()
 			if err != nil {
-				break // the rest stay temporary failures
+				for _, rcpt := range pending {
+					results[rcpt] = tempResult(rcpt, 451, [3]int{4, 3, 0}, "message unavailable", err.Error())
+				}
+				break
 			}
 			defer f.Close()
 			src = f
@@ -196,19 +203,23 @@ func (r *Relay) transaction(rc *relayConn, m Outgoing, rcpts []string, utf8 bool
 		return nil
 	}
 	var accepted, deferred []string
-	for _, rcpt := range rcpts {
+	for i, rcpt := range rcpts {
 		err := rc.c.Rcpt(rcpt, nil)
 		var se *gosmtp.SMTPError
+		reply := errors.As(err, &se)
 		switch {
 		case err == nil:
 			accepted = append(accepted, rcpt)
-		case errors.As(err, &se) && se.Code == 452 && (se.EnhancedCode == gosmtp.EnhancedCode{4, 5, 3} || se.EnhancedCode == gosmtp.EnhancedCodeNotSet):
-			deferred = append(deferred, rcpt)
-		default:
+		case reply && se.Code == 452 && (se.EnhancedCode == gosmtp.EnhancedCode{4, 5, 3} || se.EnhancedCode == gosmtp.EnhancedCodeNotSet):
+			deferred = append(deferred, rcpt) // RFC 5321 §4.5.3.1.10: too many recipients
+		case reply:
 			results[rcpt] = r.resultFor(rcpt, err)
-			if !isSMTPError(err) {
-				return nil // the connection is gone
+		default: // the connection is gone: nobody in this transaction got the message
+			for _, rest := range append(accepted, rcpts[i:]...) {
+				results[rest] = r.resultFor(rest, err)
 			}
+			rc.broken = true
+			return nil
 		}
 	}
 	if len(accepted) == 0 {
@@ -231,13 +242,16 @@ func (r *Relay) transaction(rc *relayConn, m Outgoing, rcpts []string, utf8 bool
 		return deferred
 	}
 	if _, err := io.Copy(w, &crlfReader{r: body}); err != nil {
+		// Without the final dot the server discards what it got.
 		setAll(err, "")
-		return nil // mid-DATA the session cannot continue
+		rc.broken = true
+		return nil
 	}
 	resp, err := w.CloseWithResponse()
 	if err != nil {
 		setAll(err, "")
 		if !isSMTPError(err) {
+			rc.broken = true
 			return nil
 		}
 		return deferred
@@ -295,7 +309,7 @@ func (r *Relay) connectMode(ctx context.Context, mode TLSMode) (*relayConn, *Rcp
 	}
 	// Cancelling ctx unblocks any read or write at once.
 	stop := context.AfterFunc(ctx, func() { _ = raw.SetDeadline(time.Now()) })
-	conn := &writeDeadlineConn{Conn: raw, timeout: r.opts.CommandTimeout}
+	conn := &guardConn{Conn: raw, ctx: ctx, timeout: r.opts.CommandTimeout}
 	fail := func(res RcptResult) (*relayConn, *RcptResult) {
 		stop()
 		_ = raw.Close()
@@ -435,6 +449,7 @@ type greetedConn struct {
 	pre string
 }
 
+// Read serves the replayed greeting first.
 func (g *greetedConn) Read(p []byte) (int, error) {
 	if g.pre != "" {
 		n := copy(p, g.pre)
@@ -444,18 +459,32 @@ func (g *greetedConn) Read(p []byte) (int, error) {
 	return g.Conn.Read(p)
 }
 
-// writeDeadlineConn gives every write its own deadline: go-smtp sets none
-// while the message body is written.
-type writeDeadlineConn struct {
+// guardConn gives every write its own deadline (go-smtp sets none while the
+// message body is written) and fails at once after ctx is cancelled (go-smtp
+// re-arms deadlines before each command, which would undo the cancel).
+type guardConn struct {
 	net.Conn
+	ctx     context.Context
 	timeout time.Duration
 }
 
-func (w *writeDeadlineConn) Write(p []byte) (int, error) {
-	if err := w.Conn.SetWriteDeadline(time.Now().Add(w.timeout)); err != nil {
+// Read fails once ctx is done.
+func (g *guardConn) Read(p []byte) (int, error) {
+	if err := g.ctx.Err(); err != nil {
 		return 0, err
 	}
-	return w.Conn.Write(p)
+	return g.Conn.Read(p)
+}
+
+// Write fails once ctx is done and has its own deadline.
+func (g *guardConn) Write(p []byte) (int, error) {
+	if err := g.ctx.Err(); err != nil {
+		return 0, err
+	}
+	if err := g.Conn.SetWriteDeadline(time.Now().Add(g.timeout)); err != nil {
+		return 0, err
+	}
+	return g.Conn.Write(p)
 }
 
 // crlfReader turns a bare CR or bare LF into CRLF, so that what is relayed
@@ -469,6 +498,7 @@ type crlfReader struct {
 	err     error
 }
 
+// Read implements io.Reader.
 func (c *crlfReader) Read(p []byte) (int, error) {
 	for len(c.pending) == 0 {
 		if c.err != nil {

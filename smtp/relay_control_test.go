@@ -209,3 +209,20 @@ func FuzzParsePath(f *testing.F) {
 		}
 	})
 }
+
+func TestPathArg(t *testing.T) {
+	for _, tc := range []struct{ line, prefix, want string }{
+		{"MAIL FROM:<a@b>\r\n", "FROM:", "<a@b>"},
+		{"mail from: <a@b> SIZE=1\r\n", "FROM:", "<a@b> SIZE=1"},
+		{"MAIL   FROM:<a@b>\n", "FROM:", "<a@b>"},
+		{"RCPT TO:<a@b>\r\n", "TO:", "<a@b>"},
+	} {
+		got, ok := pathArg(tc.line, tc.prefix)
+		if !ok || got != tc.want {
+			t.Errorf("pathArg(%q) = %q, %v; want %q", tc.line, got, ok, tc.want)
+		}
+	}
+	if _, ok := pathArg("RCPT", "TO:"); ok {
+		t.Error("short line accepted")
+	}
+}

@@ -265,3 +265,28 @@ func (o *oneByteReader) Read(p []byte) (int, error) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+type failingReader struct{ n int }
+
+func (f *failingReader) Read(p []byte) (int, error) {
+	if f.n <= 0 {
+		return 0, io.ErrUnexpectedEOF
+	}
+	n := copy(p, strings.Repeat("x", min(len(p), f.n)))
+	f.n -= n
+	return n, nil
+}
+
+func TestRelayBodyReadErrorSendsNothing(t *testing.T) {
+	ds := startDownstream(t, nil, nil)
+	r := newTestRelay(t, ds.addr, RelayOptions{})
+	start := time.Now()
+	res := r.Deliver(context.Background(), Outgoing{ID: "m", MailFrom: "a@sender.example", Rcpts: []string{"b@corp.example"}}, &failingReader{n: 5000})
+	if res[0].Delivered() || res[0].Perm || time.Since(start) > 3*time.Second {
+		t.Errorf("result %+v after %v", res[0], time.Since(start))
+	}
+	time.Sleep(100 * time.Millisecond)
+	if n := len(ds.messages()); n != 0 {
+		t.Errorf("downstream accepted %d truncated messages", n)
+	}
+}

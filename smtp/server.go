@@ -168,10 +168,12 @@ func (s *Server) newGoSMTP() *gosmtp.Server {
 // debugLogger sends go-smtp's internal error log to Debug.
 type debugLogger struct{ log *slog.Logger }
 
+// Printf implements go-smtp's Logger.
 func (d debugLogger) Printf(format string, v ...any) {
 	d.log.Debug("go-smtp", "msg", fmt.Sprintf(format, v...))
 }
 
+// Println implements go-smtp's Logger.
 func (d debugLogger) Println(v ...any) { d.log.Debug("go-smtp", "msg", fmt.Sprint(v...)) }
 
 // Listen opens every configured address. It is called by Serve when needed;

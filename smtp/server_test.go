@@ -380,3 +380,27 @@ func TestCommandLongerThanGoSMTPBuffer(t *testing.T) {
 		t.Fatalf("got %d messages", len(msgs))
 	}
 }
+
+func TestBodyLineOverLimit(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxLineLength = 1000
+	h := &recHandler{}
+	_, addrs := startServer(t, cfg, h)
+	c := dial(t, addrs[0])
+	c.hello("client.example")
+	c.cmdExpect("MAIL FROM:<a@sender.example>", 250)
+	c.cmdExpect("RCPT TO:<b@corp.example>", 250)
+	c.cmdExpect("DATA", 354)
+	c.send("Subject: x\r\n\r\n" + strings.Repeat("y", 3000) + "\r\n.\r\n")
+	text := c.expect(554)
+	if !strings.HasPrefix(text, "554 5.6.0 message line too long") {
+		t.Errorf("reply %q", text)
+	}
+	c.expect(500) // go-smtp: "Too long line, closing connection"
+	if !c.closed() {
+		t.Error("connection open after a line over the limit")
+	}
+	if n := len(h.accepted()); n != 0 {
+		t.Errorf("%d accepted", n)
+	}
+}

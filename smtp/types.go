@@ -58,8 +58,8 @@ type Envelope struct {
 	// Rcpts are the accepted recipients, in the form they will be relayed
 	// (a quoted local part stays quoted), without duplicates.
 	Rcpts []string
-	// Direction is final when Data is called; during Rcpt it reflects the
-	// recipients accepted so far.
+	// Direction is final when Data is called; during Rcpt it already
+	// counts the recipient being checked.
 	Direction Direction
 	// SMTPUTF8 and EightBit are the MAIL FROM SMTPUTF8 and BODY=8BITMIME
 	// parameters.

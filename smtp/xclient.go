@@ -30,6 +30,7 @@ type xclientAttrs struct {
 // xclientError is a syntax refusal with Postfix's wording.
 type xclientError struct{ text string }
 
+// Error returns the reply line.
 func (e *xclientError) Error() string { return e.text }
 
 // parseXCLIENT parses the arguments of an XCLIENT command.

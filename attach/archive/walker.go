@@ -208,7 +208,6 @@ func (w *walker) emit(e Entry, r io.Reader) error {
 
 // callFn calls fn, marking a panic in it as the caller's own.
 func (w *walker) callFn(e Entry, r io.Reader) error {
-	defer w.cliClose()
 	defer func() {
 		if v := recover(); v != nil {
 			panic(fnPanic{v})

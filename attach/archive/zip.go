@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/bzip2"
 	"compress/flate"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -390,7 +391,13 @@ func walkZipLocal(w *walker) error {
 		if off < 0 {
 			return nil
 		}
-		m, next, err := readLocalHeader(w.ra, w.size, off)
+		budget := int64(1 << 62)
+		if w.lim.MaxTotalBytes >= 0 {
+			budget = max(w.lim.MaxTotalBytes-w.res.Bytes-w.skipped, 0)
+		}
+		before := budget
+		m, next, err := readLocalHeader(w.ctx, w.ra, w.size, off, &budget)
+		w.skipped += before - budget // decoded to find where streamed data ends
 		if err != nil {
 			w.problem(ProblemCorrupt, "", fmt.Sprintf("local header at %d: %v", off, err))
 			off += 4
@@ -409,7 +416,10 @@ func walkZipLocal(w *walker) error {
 
 // readLocalHeader parses a local file header (APPNOTE 4.3.7) at off and
 // returns the member and where to look for the next one.
-func readLocalHeader(ra io.ReaderAt, size, off int64) (*zipMember, int64, error) {
+//
+// budget bounds the bytes decoded to find where streamed deflate data ends;
+// what is used is subtracted from it.
+func readLocalHeader(ctx context.Context, ra io.ReaderAt, size, off int64, budget *int64) (*zipMember, int64, error) {
 	h := readHead(ra, size, off, 30)
 	if len(h) < 30 {
 		return nil, 0, io.ErrUnexpectedEOF
@@ -431,15 +441,83 @@ func readLocalHeader(ra io.ReaderAt, size, off int64) (*zipMember, int64, error)
 			m.usize, m.csize = clampSize(le.Uint64(z64)), clampSize(le.Uint64(z64[8:]))
 		}
 	}
-	next := m.dataOff + max(m.csize, 0)
 	if m.flags&0x8 != 0 && m.csize == 0 {
-		// Streamed without sizes: list the name, skip the content.
-		m.dataOff, m.usize, next = -1, -1, m.dataOff
+		// Streamed: the sizes follow the data in a descriptor.
+		m.csize, m.usize = streamedSize(ctx, ra, size, m, budget), -1
+		if m.csize < 0 {
+			return m, m.dataOff, nil // listed without content
+		}
 	}
 	if m.flags&0x8 != 0 && m.usize == 0 {
 		m.usize = -1
 	}
-	return m, next, nil
+	return m, m.dataOff + m.csize, nil
+}
+
+// streamedSize finds the compressed size of a member written without
+// sizes (flag bit 3): stored data ends at a data descriptor whose size
+// field matches; deflate data ends where the deflate stream does. It
+// returns -1 (and marks the member unreadable) when neither works.
+func streamedSize(ctx context.Context, ra io.ReaderAt, size int64, m *zipMember, budget *int64) int64 {
+	switch m.method {
+	case zipStore:
+		for off, tries := m.dataOff, 0; tries < 64; tries++ {
+			at := findSignature(ra, size, off, []byte("PK\x07\x08"))
+			if at < 0 {
+				break
+			}
+			if d := readHead(ra, size, at+8, 4); len(d) == 4 && int64(binary.LittleEndian.Uint32(d)) == at-m.dataOff {
+				return at - m.dataOff
+			}
+			off = at + 1
+		}
+	case zipDeflate:
+		br := &offsetReader{ra: ra, off: m.dataOff, end: size}
+		n, err := io.CopyN(io.Discard, &ctxReader{ctx: ctx, r: flate.NewReader(br)}, max(*budget, 0))
+		*budget -= n
+		if errors.Is(err, io.EOF) {
+			return br.off - m.dataOff
+		}
+	}
+	m.dataOff = -1
+	return -1
+}
+
+// offsetReader reads a ReaderAt byte by byte (as an io.ByteReader, so that
+// a flate reader consumes exactly its stream) and tells where it is.
+type offsetReader struct {
+	ra       io.ReaderAt
+	off, end int64
+	buf      []byte
+	bufOff   int64
+}
+
+func (o *offsetReader) ReadByte() (byte, error) {
+	if o.off >= o.end {
+		return 0, io.EOF
+	}
+	if o.off < o.bufOff || o.off >= o.bufOff+int64(len(o.buf)) {
+		o.buf, o.bufOff = make([]byte, min(32<<10, o.end-o.off)), o.off
+		n, _ := o.ra.ReadAt(o.buf, o.off)
+		o.buf = o.buf[:n]
+		if n == 0 {
+			return 0, io.ErrUnexpectedEOF
+		}
+	}
+	b := o.buf[o.off-o.bufOff]
+	o.off++
+	return b, nil
+}
+
+func (o *offsetReader) Read(p []byte) (int, error) {
+	for i := range p {
+		b, err := o.ReadByte()
+		if err != nil {
+			return i, err
+		}
+		p[i] = b
+	}
+	return len(p), nil
 }
 
 // findExtra returns the data of extra field id (APPNOTE 4.5), or nil.

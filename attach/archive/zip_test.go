@@ -81,3 +81,42 @@ func TestZipEncrypted(t *testing.T) {
 		})
 	}
 }
+
+// TestZipMethods: LZMA and bzip2 members are decoded here; deflate64 and
+// PPMd go through the 7z fallback, or are unsupported without it.
+func TestZipMethods(t *testing.T) {
+	need(t, "7z")
+	dir := t.TempDir()
+	content := bytes.Repeat([]byte("zip method test line\n"), 3000)
+	writeFiles(t, dir, map[string]string{"f.txt": string(content)})
+	for _, m := range []struct {
+		method string
+		native bool
+	}{{"LZMA", true}, {"BZip2", true}, {"Deflate64", false}, {"PPMd", false}} {
+		name := m.method + ".zip"
+		run(t, dir, "7z", "a", "-bd", "-tzip", "-mm="+m.method, name, "f.txt")
+		data := readFile(t, filepath.Join(dir, name))
+		w := walkBytes(t, Zip, data, Options{})
+		if !bytes.Equal(w.content["f.txt"], content) || len(w.res.Problems) > 0 {
+			t.Errorf("%s: %d bytes, problems %v", m.method, len(w.content["f.txt"]), w.res.Problems)
+		}
+		if !m.native {
+			w = walkBytes(t, Zip, data, Options{SevenZipPath: "-"})
+			if w.res.Unsupported == "" || !w.res.HasProblem(ProblemUnsupportedMethod) || w.res.Entries != 1 {
+				t.Errorf("%s without 7z: %+v", m.method, w.res)
+			}
+		}
+	}
+}
+
+// TestZipBrokenDirectory: when archive/zip refuses the archive (here the
+// central directory is cut off), the members are listed and read from
+// their local headers, with a problem.
+func TestZipBrokenDirectory(t *testing.T) {
+	data := storedZip(t, map[string][]byte{"a.txt": []byte("first"), "b.txt": []byte("second")})
+	cut := data[:bytes.Index(data, []byte("PK\x01\x02"))+10]
+	w := walkBytes(t, Zip, cut, Options{})
+	if string(w.content["a.txt"]) != "first" || string(w.content["b.txt"]) != "second" || !w.res.HasProblem(ProblemCorrupt) {
+		t.Errorf("content %q problems %v", w.content, w.res.Problems)
+	}
+}

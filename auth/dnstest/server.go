@@ -55,7 +55,7 @@ type Server struct {
 
 // Query is one question the Server received.
 type Query struct {
-	Name string // as asked, lower case
+	Name string // as asked, lower case, fully qualified (miekg/dns presentation form)
 	Type string // "A", "TXT", …
 	Net  string // "udp" or "tcp"
 }
