@@ -1,16 +1,14 @@
 package gateway
 
 import (
-	"context"
 	"fmt"
-	"net"
 	"runtime"
-	"sync/atomic"
 
 	"github.com/mailguard/mailguard/attach"
 	"github.com/mailguard/mailguard/auth"
 	"github.com/mailguard/mailguard/policy"
 	"github.com/mailguard/mailguard/reputation"
+	"github.com/mailguard/mailguard/resolver"
 	"github.com/mailguard/mailguard/sandbox"
 	"github.com/mailguard/mailguard/scan"
 )
@@ -29,7 +27,10 @@ type stages struct {
 
 func (g *Gateway) newStages(p *policy.Policy, r auth.Resolver) (*stages, error) {
 	if r == nil {
-		r = newResolver(p)
+		var err error
+		if r, err = newResolver(p); err != nil {
+			return nil, err
+		}
 	}
 	s := &stages{pol: p, resolver: r}
 	s.auth = &auth.Verifier{Resolver: r, Hostname: p.Gateway.Hostname, MaxDKIMSignatures: p.Auth.DKIMMaxSignatures}
@@ -67,23 +68,14 @@ func (s *stages) close() {
 	}
 }
 
-// newResolver returns the DNS resolver the policy asks for: explicit
-// servers, or the system's.
-func newResolver(p *policy.Policy) auth.Resolver {
-	servers := p.DNS.Servers
-	timeout := p.DNS.QueryTimeout
-	if len(servers) == 0 {
-		return &net.Resolver{PreferGo: true}
+// newResolver returns the caching DNS resolver the policy asks for:
+// dns.servers, or the nameservers of /etc/resolv.conf.
+func newResolver(p *policy.Policy) (auth.Resolver, error) {
+	r, err := resolver.New(resolver.Config{Servers: p.DNS.Servers, Timeout: p.DNS.QueryTimeout, CacheSize: p.DNS.CacheSize})
+	if err != nil {
+		return nil, fmt.Errorf("dns: %w", err)
 	}
-	var next atomic.Uint64
-	return &net.Resolver{
-		PreferGo: true,
-		Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			addr := servers[int(next.Add(1)-1)%len(servers)]
-			d := net.Dialer{Timeout: timeout}
-			return d.DialContext(ctx, network, addr)
-		},
-	}
+	return r, nil
 }
 
 func inspectConcurrency() int {
