@@ -7,6 +7,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pdfcpu/pdfcpu/pkg/api"
+	"github.com/pdfcpu/pdfcpu/pkg/pdfcpu/model"
+
 	"github.com/mailguard/mailguard/reason"
 )
 
@@ -127,4 +130,33 @@ func TestPDFEmbeddedFile(t *testing.T) {
 	res := walk(t, mkMessage("x", attachment("e.pdf", "application/pdf", pdf)), Options{})
 	wantTag(t, file(t, res, "e.pdf").Findings, reason.PDFActiveContent)
 	wantTag(t, file(t, res, "e.pdf/payload.exe").Findings, reason.ExecAttachment)
+}
+
+func TestPDFEncrypted(t *testing.T) {
+	encrypt := func(user string) []byte {
+		conf := pdfConfig()
+		conf.UserPW, conf.OwnerPW = user, "owner-secret"
+		conf.EncryptUsingAES, conf.EncryptKeyLength = true, 256
+		conf.Permissions = model.PermissionsPrint
+		var out bytes.Buffer
+		if err := api.Encrypt(bytes.NewReader(jsPDF()), &out, conf); err != nil {
+			t.Fatalf("encrypt: %v", err)
+		}
+		return out.Bytes()
+	}
+	// A user password: unreadable here.
+	res := walk(t, mkMessage("x", attachment("locked.pdf", "application/pdf", encrypt("user-secret"))), Options{})
+	f := file(t, res, "locked.pdf")
+	if !f.Encrypted || f.Decrypted {
+		t.Errorf("encrypted=%v decrypted=%v %+v", f.Encrypted, f.Decrypted, f.Findings)
+	}
+	wantTag(t, f.Findings, reason.EncryptedUnscannable)
+	// Owner password only: readable with the empty user password.
+	res = walk(t, mkMessage("x", attachment("owner.pdf", "application/pdf", encrypt(""))), Options{})
+	f = file(t, res, "owner.pdf")
+	if !f.Encrypted || !f.Decrypted {
+		t.Errorf("owner-only: encrypted=%v decrypted=%v %+v", f.Encrypted, f.Decrypted, f.Findings)
+	}
+	wantTag(t, f.Findings, reason.PDFActiveContent)
+	wantNoTag(t, f.Findings, reason.EncryptedUnscannable)
 }

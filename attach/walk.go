@@ -86,6 +86,29 @@ type walker struct {
 	announced bool
 
 	bombSaid, depthSaid, timeSaid bool
+
+	paths map[string]int // paths handed out, to keep them unique
+}
+
+// uniquePath returns p, or p with " (n)" appended when an earlier file
+// (two attachments of the same name, say) already has that path.
+func (w *walker) uniquePath(p string) string {
+	if w.paths == nil {
+		w.paths = map[string]int{}
+	}
+	n := w.paths[p]
+	w.paths[p] = n + 1
+	if n == 0 {
+		return p
+	}
+	for {
+		n++
+		q := fmt.Sprintf("%s (%d)", p, n)
+		if w.paths[q] == 0 {
+			w.paths[q] = 1
+			return q
+		}
+	}
 }
 
 // stopped reports whether the walk must stop adding work: the caller
@@ -179,6 +202,7 @@ func (w *walker) addFile(spec fileSpec, r io.Reader) (*File, error) {
 	} else {
 		f.Path = comp
 	}
+	f.Path = w.uniquePath(f.Path)
 	f.parent = spec.parent
 	f.inArchive = spec.inArc
 	f.declared = spec.ctype

@@ -134,3 +134,14 @@ func TestParserPanicBecomesFinding(t *testing.T) {
 	}
 	wantTag(t, res.Findings, reason.MalformedMIME)
 }
+
+func TestUniquePaths(t *testing.T) {
+	raw := mkMessage("x", attachment("a.txt", "text/plain", []byte("1")), attachment("a.txt", "text/plain", []byte("2")),
+		attachment("a.txt", "text/plain", []byte("3")))
+	res := walk(t, raw, Options{})
+	file(t, res, "a.txt")
+	file(t, res, "a.txt (2)")
+	if f := file(t, res, "a.txt (3)"); f.Name != "a.txt" || string(content(t, f)) != "3" {
+		t.Errorf("third: name %q content %q", f.Name, content(t, f))
+	}
+}

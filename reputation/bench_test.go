@@ -27,8 +27,9 @@ func (r cachedResolver) LookupTXT(context.Context, string) ([]string, error) {
 	return nil, &net.DNSError{Err: "no such host", IsNotFound: true}
 }
 
-// typicalHTML is a 30 KB marketing-style HTML mail with 40 links to 12
-// domains, tracking pixels and a few images.
+// typicalHTML is a 14 KB newsletter-style HTML mail: 40 links and 40
+// images (83 distinct URLs on 13 registrable domains with the text part),
+// a shortener and a tracking pixel.
 func typicalHTML() string {
 	var b strings.Builder
 	b.WriteString(`<!DOCTYPE html><html><head><meta charset="utf-8"><style>td{font-family:Arial}</style></head><body><table width="600">`)

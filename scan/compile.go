@@ -301,7 +301,7 @@ func checkMeta(meta map[string]any) []RuleError {
 	if v, ok := meta["action"]; ok {
 		if s, isString := v.(string); !isString || !validAction(s) {
 			out = append(out, RuleError{Message: fmt.Sprintf(
-				"meta action = %v is not one of %s", v, strings.Join(Actions, ", "))})
+				"meta action = %v is not one of %s", v, strings.Join(actions[:], ", "))})
 		}
 	}
 	return out

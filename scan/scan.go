@@ -79,13 +79,16 @@ func parseSeverity(v string) (Severity, bool) {
 	return s, s.Rank() > 0
 }
 
-// Actions a rule may request with its "action" meta. They are a subset of
-// the decision actions of DESIGN.md; "deliver" and "tempfail" cannot be
-// requested by a rule.
-var Actions = []string{"tag", "hold", "quarantine", "reject"}
+// actions a rule may request with its "action" meta, weakest first.
+var actions = [...]string{"tag", "hold", "quarantine", "reject"}
+
+// Actions returns the actions a rule may request with its "action" meta,
+// weakest first. They are a subset of the decision actions of DESIGN.md;
+// "deliver" and "tempfail" cannot be requested by a rule.
+func Actions() []string { return append([]string(nil), actions[:]...) }
 
 func validAction(v string) bool {
-	for _, a := range Actions {
+	for _, a := range actions {
 		if v == a {
 			return true
 		}

@@ -36,17 +36,25 @@ func TestIdleTimeoutIsPerLine(t *testing.T) {
 	c := dial(t, addrs[0])
 	c.hello("client.example")
 	start := time.Now()
-	for _, b := range "NOOP hello there" {
-		if _, err := c.c.Write([]byte(string(b))); err != nil {
-			break
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for _, b := range "NOOP trickling one byte every tenth of a second" { // 4.7s in all
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			if _, err := c.c.Write([]byte(string(b))); err != nil {
+				return
+			}
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	}()
 	code, _ := c.reply()
 	if code != 421 {
 		t.Fatalf("trickled line: reply %d, want 421", code)
 	}
-	if d := time.Since(start); d > 1500*time.Millisecond {
+	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("cut off after %v, want about 400ms", d)
 	}
 }
@@ -55,8 +63,8 @@ func TestDataDeadline(t *testing.T) {
 	// Each body line arrives well within the idle limit, but the whole DATA
 	// phase exceeds DataTimeout.
 	cfg := testConfig()
-	cfg.CommandTimeout = 400 * time.Millisecond
-	cfg.DataTimeout = 800 * time.Millisecond
+	cfg.CommandTimeout = time.Second // generous: a loaded test host must not trip it
+	cfg.DataTimeout = 2 * time.Second
 	h := &recHandler{}
 	_, addrs := startServer(t, cfg, h)
 	c := dial(t, addrs[0])
@@ -71,7 +79,7 @@ func TestDataDeadline(t *testing.T) {
 			select {
 			case <-stop:
 				return
-			case <-time.After(150 * time.Millisecond):
+			case <-time.After(100 * time.Millisecond):
 			}
 			if _, err := c.c.Write([]byte("slow line\r\n")); err != nil {
 				return
@@ -83,8 +91,8 @@ func TestDataDeadline(t *testing.T) {
 	if code != 421 {
 		t.Fatalf("slow DATA: %d %q, want 421", code, text)
 	}
-	if d := time.Since(start); d < 700*time.Millisecond || d > 3*time.Second {
-		t.Errorf("DATA cut off after %v, want about 800ms", d)
+	if d := time.Since(start); d < 1900*time.Millisecond || d > 6*time.Second {
+		t.Errorf("DATA cut off after %v, want about 2s", d)
 	}
 	if n := len(h.accepted()); n != 0 {
 		t.Errorf("%d messages accepted", n)

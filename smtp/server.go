@@ -153,7 +153,7 @@ func (s *Server) ReloadTLS() error {
 }
 
 func (s *Server) newGoSMTP() *gosmtp.Server {
-	gs := gosmtp.NewServer(s)
+	gs := gosmtp.NewServer(backend{s})
 	gs.Domain = s.cfg.Hostname
 	gs.MaxMessageBytes = s.cfg.MaxMessageBytes
 	gs.MaxRecipients = s.cfg.MaxRecipients
@@ -356,13 +356,16 @@ func (s *Server) untrack(c *conn) {
 	metricActiveConns.Dec()
 }
 
-// NewSession is go-smtp's Backend hook, called at the first EHLO/HELO.
-func (s *Server) NewSession(gc *gosmtp.Conn) (gosmtp.Session, error) {
+// backend is the go-smtp Backend; it is not part of Server's API.
+type backend struct{ s *Server }
+
+// NewSession is go-smtp's hook, called at the first EHLO/HELO.
+func (b backend) NewSession(gc *gosmtp.Conn) (gosmtp.Session, error) {
 	c, ok := gc.Conn().(*conn)
 	if !ok {
 		return nil, errors.New("smtp: connection did not come through the front end")
 	}
-	return &session{srv: s, c: c}, nil
+	return &session{srv: b.s, c: c}, nil
 }
 
-var _ gosmtp.Backend = (*Server)(nil)
+var _ gosmtp.Backend = backend{}

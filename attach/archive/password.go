@@ -58,7 +58,7 @@ func (w *walker) unlock(test passwordTest) (int, error) {
 			return -1, nil
 		}
 		start := time.Now()
-		ok, err := test(k.cands[i].Value, i == k.good)
+		ok, err := safeTest(test, k.cands[i].Value, i == k.good)
 		k.spent += time.Since(start)
 		if err != nil {
 			return -1, err
@@ -78,4 +78,16 @@ func (w *walker) source(i int) string {
 		return ""
 	}
 	return w.keys.cands[i].Source
+}
+
+// safeTest runs a password test; a decoder panic on what a wrong key
+// produced counts as a wrong password, so the next candidate is still
+// tried.
+func safeTest(test passwordTest, pw string, remembered bool) (ok bool, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			ok, err = false, nil
+		}
+	}()
+	return test(pw, remembered)
 }

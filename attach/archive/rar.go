@@ -154,8 +154,7 @@ func (rw *rarWalk) seek(pw *string, n int) (*rardecode.Reader, *rardecode.FileHe
 }
 
 // recover handles a Next error at entry n: encrypted headers need a
-// password; a file encrypted with another password than the current one
-// (RAR 5 checks it in the header) needs the listing reader back. Other
+// password (each candidate opens the archive and reaches entry n). Other
 // errors end the walk with a problem (the library's reader is unusable
 // after a failed Next). It returns the entry's header, or nil to stop.
 func (rw *rarWalk) recover(n int, err error) (*rardecode.FileHeader, error) {

@@ -297,7 +297,7 @@ func (er *entryReader) Read(p []byte) (int, error) {
 	if allow > 0 && int64(len(p)) > allow {
 		p = p[:allow]
 	}
-	n, err := er.r.Read(p)
+	n, err := safeRead(er.r, p)
 	er.n += int64(n)
 	er.w.res.Bytes += int64(n)
 	switch {
@@ -313,7 +313,7 @@ func (er *entryReader) Read(p []byte) (int, error) {
 // probe tells an entry that ends exactly at a limit from one that goes on.
 func (er *entryReader) probe(kind ProblemKind) error {
 	var b [1]byte
-	n, err := io.ReadFull(er.r, b[:])
+	n, err := io.ReadFull(safeReader{er.r}, b[:])
 	switch {
 	case n == 0 && errors.Is(err, io.EOF):
 		er.err = io.EOF
@@ -445,3 +445,20 @@ func (w *walker) skip(name string, r io.Reader, n int64) error {
 		}
 	}
 }
+
+// safeRead calls r.Read, turning a panic inside a decoder (some panic on
+// crafted data, e.g. a division by zero in PPMd) into a corrupt-content
+// error, so that one entry fails and the walk goes on.
+func safeRead(r io.Reader, p []byte) (n int, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			n, err = 0, &kindError{ProblemCorrupt, fmt.Errorf("decoder failed: %v", v)}
+		}
+	}()
+	return r.Read(p)
+}
+
+// safeReader is an io.Reader whose decoder panics become errors.
+type safeReader struct{ r io.Reader }
+
+func (s safeReader) Read(p []byte) (int, error) { return safeRead(s.r, p) }

@@ -120,3 +120,23 @@ func TestZipBrokenDirectory(t *testing.T) {
 		t.Errorf("content %q problems %v", w.content, w.res.Problems)
 	}
 }
+
+// TestZipCLIPassword: an AES member in a method only 7z decodes is
+// decrypted through the 7z fallback, the password going in on stdin.
+func TestZipCLIPassword(t *testing.T) {
+	need(t, "7z")
+	dir := t.TempDir()
+	content := bytes.Repeat([]byte("ppmd and aes\n"), 2000)
+	writeFiles(t, dir, map[string]string{"f.txt": string(content)})
+	run(t, dir, "7z", "a", "-bd", "-tzip", "-mm=PPMd", "-mem=AES256", "-pinfected", "p.zip", "f.txt")
+	data := readFile(t, filepath.Join(dir, "p.zip"))
+	w := walkBytes(t, Zip, data, Options{Passwords: []Password{{"nope", "body"}, {"infected", "thread"}}})
+	e, _ := w.entry("f.txt")
+	if !bytes.Equal(w.content["f.txt"], content) || !e.Decrypted || e.PasswordSource != "thread" {
+		t.Errorf("entry %+v, %d bytes, problems %v", e, len(w.content["f.txt"]), w.res.Problems)
+	}
+	w = walkBytes(t, Zip, data, Options{Passwords: []Password{{"nope", "body"}}})
+	if len(w.res.Locked) != 1 || len(w.content) != 0 {
+		t.Errorf("wrong password: locked %v content %d", w.res.Locked, len(w.content))
+	}
+}
