@@ -2,6 +2,7 @@ package archive
 
 import (
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -29,26 +30,43 @@ func readSeed(t *testing.T, path string) []byte {
 // found a division by zero in the PPMd decoder that used to escape as a
 // panic; see also TestDecoderPanic.
 func TestMutatedSeeds(t *testing.T) {
-	formats := map[string]Format{"FuzzZip": Zip, "Fuzz7z": SevenZip, "FuzzISO": ISO, "FuzzFAT": FAT}
-	r := rand.New(rand.NewPCG(7, 9))
-	for dir, f := range formats {
+	type seed struct {
+		f    Format
+		data []byte
+	}
+	var seeds []seed
+	for dir, f := range map[string]Format{"FuzzZip": Zip, "Fuzz7z": SevenZip, "FuzzISO": ISO, "FuzzFAT": FAT} {
 		files, _ := filepath.Glob(filepath.Join("testdata", "fuzz", dir, "*"))
 		for _, path := range files {
-			seed := readSeed(t, path)
-			for range 150 {
-				d := append([]byte{}, seed...)
-				for range 1 + r.IntN(8) {
-					switch r.IntN(3) {
-					case 0:
-						d[r.IntN(len(d))] ^= byte(1 << r.IntN(8))
-					case 1:
-						d[r.IntN(len(d))] = []byte{0, 0xff, 0x7f, 0x80, 1}[r.IntN(5)]
-					default:
-						copy(d[r.IntN(len(d)-4):], []byte{0xff, 0xff, 0xff, 0xff})
-					}
+			seeds = append(seeds, seed{f, readSeed(t, path)})
+		}
+	}
+	files := []rarFile{{name: "d", dir: true}, {name: "d/a.txt", data: []byte("hello rar")}, {name: "b", data: make([]byte, 300)}}
+	seeds = append(seeds,
+		seed{RAR, buildRAR5(t, files, rar5Opts{solid: true})},
+		seed{RAR, buildRAR5(t, files, rar5Opts{password: "infected", encryptHeaders: true, kdfLog: 4})},
+		seed{RAR, buildRAR4(t, files, false)},
+		seed{CAB, buildCAB(t, files[1:], cabMSZIP)},
+		seed{Zip, overlapZip(t, 3)})
+	rounds := 150
+	if n, err := strconv.Atoi(os.Getenv("MAILGUARD_MUTATIONS")); err == nil {
+		rounds = n // a longer run: MAILGUARD_MUTATIONS=5000
+	}
+	r := rand.New(rand.NewPCG(7, 9))
+	for _, s := range seeds {
+		for range rounds {
+			d := append([]byte{}, s.data...)
+			for range 1 + r.IntN(8) {
+				switch r.IntN(3) {
+				case 0:
+					d[r.IntN(len(d))] ^= byte(1 << r.IntN(8))
+				case 1:
+					d[r.IntN(len(d))] = []byte{0, 0xff, 0x7f, 0x80, 1}[r.IntN(5)]
+				default:
+					copy(d[r.IntN(len(d)-4):], []byte{0xff, 0xff, 0xff, 0xff})
 				}
-				fuzzWalk(t, f, d)
 			}
+			fuzzWalk(t, s.f, d)
 		}
 	}
 }
