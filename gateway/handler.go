@@ -137,6 +137,9 @@ func (g *Gateway) apply(ctx context.Context, m *store.Message, rep *Report, from
 	log.Info("message inspected", "action", rep.Action, "reasons", rep.Reasons, "score", rep.Score,
 		"rule", rep.Rule, "files", len(rep.Files), "took_ms", rep.TookMS)
 	g.emitDecision(m, rep, st)
+	if st != store.Rejected {
+		g.recordMessage(ctx, m, rep, st)
+	}
 	switch st {
 	case store.Queued:
 		wake(g.wakeQ)

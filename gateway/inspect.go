@@ -136,6 +136,10 @@ func (g *Gateway) Inspect(ctx context.Context, env Envelope, msg io.ReaderAt, si
 		rep.Close()
 		return nil, err
 	}
+	if err := g.stageThread(ctx, st, env, opt, rep); err != nil {
+		rep.Close()
+		return nil, err
+	}
 	if err := g.stageYARA(ctx, st, rep); err != nil {
 		rep.Close()
 		return nil, err

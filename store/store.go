@@ -55,7 +55,7 @@ type Message struct {
 	Direction  string    `json:"direction"`
 	ClientIP   string    `json:"client_ip"`
 	HELO       string    `json:"helo"`
-	Proto      string    `json:"proto"` // ESMTP, ESMTPS, UTF8SMTPS… for the Received field
+	Proto      string    `json:"proto"`              // ESMTP, ESMTPS, UTF8SMTPS… for the Received field
 	SMTPUTF8   bool      `json:"smtputf8,omitempty"` // the client used SMTPUTF8: needed downstream
 	EightBit   bool      `json:"eightbit,omitempty"` // BODY=8BITMIME
 	MailFrom   string    `json:"mail_from"`
@@ -175,6 +175,8 @@ type Store interface {
 	Decide(ctx context.Context, id string, from []State, d Decided) error
 	// Transition moves a message from one of the from states to to. With
 	// deliveries, they are created in the same transaction (release).
+	// Moving a queued message to held, quarantined, rejected or deleted
+	// cancels its pending deliveries in the same transaction.
 	Transition(ctx context.Context, id string, from []State, to State, dels []Delivery, audit *Audit) error
 	// List returns messages matching f, newest first.
 	List(ctx context.Context, f Filter) ([]*Message, error)

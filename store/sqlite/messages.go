@@ -258,8 +258,25 @@ func (s *DB) Transition(ctx context.Context, id string, from []store.State, to s
 				return err
 			}
 		}
+		if to == store.Quarantined || to == store.Deleted || to == store.Held || to == store.Rejected {
+			if err := cancelDeliveries(tx, id, now); err != nil {
+				return err
+			}
+		}
 		return insertDeliveries(tx, id, dels, now)
 	})
+}
+
+// cancelDeliveries ends the pending deliveries of a message that leaves
+// the queue (quarantined after the fact, deleted). A worker holding one
+// finds it finished when it settles, and its result is ignored.
+func cancelDeliveries(tx *sql.Tx, id string, now time.Time) error {
+	_, err := tx.Exec(`UPDATE deliveries SET done_at = ?, last_error = 'cancelled: message left the queue',
+		lease_until = 0 WHERE msg_id = ? AND done_at = 0`, us(now), id)
+	if err != nil {
+		return fmt.Errorf("store: cancel deliveries of %s: %w", id, err)
+	}
+	return nil
 }
 
 func insertDeliveries(tx *sql.Tx, id string, dels []store.Delivery, now time.Time) error {

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"time"
 
 	_ "modernc.org/sqlite" // database/sql driver "sqlite"
@@ -98,9 +99,21 @@ func (s *DB) Close() error {
 	return errors.Join(s.r.Close(), s.w.Close())
 }
 
-// schema is applied in order; PRAGMA user_version records how far.
-var schema = []string{
-	`CREATE TABLE messages (
+// migrations are the schema changes, applied once each in name order and
+// recorded by name in schema_migrations. Files that own tables register
+// theirs with registerMigration from an init function, so that features
+// developed in parallel never fight over a version number.
+var migrations = map[string]string{}
+
+func registerMigration(name, sql string) {
+	if _, dup := migrations[name]; dup {
+		panic("sqlite: migration registered twice: " + name)
+	}
+	migrations[name] = sql
+}
+
+func init() {
+	registerMigration("0001_core", `CREATE TABLE messages (
 		id          TEXT PRIMARY KEY,
 		received_at INTEGER NOT NULL,
 		state       TEXT NOT NULL,
@@ -163,8 +176,8 @@ var schema = []string{
 		note   TEXT NOT NULL DEFAULT '',
 		detail TEXT NOT NULL DEFAULT ''
 	);
-	CREATE INDEX audit_msg ON audit(msg_id, at);`,
-	`CREATE TABLE sandbox_verdicts (
+	CREATE INDEX audit_msg ON audit(msg_id, at);`)
+	registerMigration("0002_sandbox", `CREATE TABLE sandbox_verdicts (
 		key     TEXT PRIMARY KEY,
 		sha256  TEXT NOT NULL,
 		verdict BLOB NOT NULL,
@@ -188,24 +201,38 @@ var schema = []string{
 		next_poll  INTEGER NOT NULL,
 		last_error TEXT NOT NULL
 	);
-	CREATE INDEX sandbox_tasks_due ON sandbox_tasks(next_poll);`,
+	CREATE INDEX sandbox_tasks_due ON sandbox_tasks(next_poll);`)
 }
 
 func migrate(db *sql.DB) error {
-	var v int
-	if err := db.QueryRow(`PRAGMA user_version`).Scan(&v); err != nil {
+	if _, err := db.Exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
+		name TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
 		return err
 	}
-	for ; v < len(schema); v++ {
+	names := make([]string, 0, len(migrations))
+	for n := range migrations {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, name := range names {
 		tx, err := db.Begin()
 		if err != nil {
 			return err
 		}
-		if _, err := tx.Exec(schema[v]); err != nil {
+		var done int
+		if err := tx.QueryRow(`SELECT count(*) FROM schema_migrations WHERE name = ?`, name).Scan(&done); err != nil {
 			tx.Rollback()
-			return fmt.Errorf("migration %d: %w", v+1, err)
+			return err
 		}
-		if _, err := tx.Exec(fmt.Sprintf(`PRAGMA user_version = %d`, v+1)); err != nil {
+		if done > 0 {
+			tx.Rollback()
+			continue
+		}
+		if _, err := tx.Exec(migrations[name]); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migration %s: %w", name, err)
+		}
+		if _, err := tx.Exec(`INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)`, name, time.Now().Unix()); err != nil {
 			tx.Rollback()
 			return err
 		}

@@ -31,6 +31,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("ConcurrentAccept", func(t *testing.T) { testConcurrent(t, open(t)) })
 	t.Run("ClaimLease", func(t *testing.T) { testLease(t, open(t)) })
 	t.Run("PartialFailureDSN", func(t *testing.T) { testPartialDSN(t, open(t)) })
+	t.Run("QuarantineQueuedCancelsDelivery", func(t *testing.T) { testCancel(t, open(t)) })
 }
 
 var ctx = context.Background()
@@ -356,5 +357,22 @@ func testPartialDSN(t *testing.T, s store.Store) {
 	}
 	if m, _ := s.Get(ctx, "m7"); m.State != store.Queued {
 		t.Errorf("state %s, want queued", m.State)
+	}
+}
+
+// testCancel: a queued message quarantined after the fact (a trap flagged
+// its sender) is not delivered.
+func testCancel(t *testing.T, s store.Store) {
+	Accept(t, s, "m8", "body", "u@corp.example")
+	queue(t, s, "m8", "u@corp.example")
+	if err := s.Transition(ctx, "m8", []store.State{store.Queued}, store.Quarantined, nil,
+		&store.Audit{MsgID: "m8", Actor: "mailguard", Action: "quarantine", Detail: "sender flagged by a trap"}); err != nil {
+		t.Fatal(err)
+	}
+	if ds, _ := s.Claim(ctx, "w", time.Minute, 10); len(ds) != 0 {
+		t.Errorf("a quarantined message is still claimable: %+v", ds)
+	}
+	if n, _ := s.PendingDeliveries(ctx); n != 0 {
+		t.Errorf("%d pending deliveries", n)
 	}
 }
