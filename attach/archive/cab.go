@@ -299,19 +299,3 @@ func cabChecksum(b []byte, seed uint32) uint32 {
 	}
 	return csum ^ ul
 }
-
-// exactReader reports content that ends before its declared size.
-type exactReader struct {
-	r    io.Reader
-	want int64
-	n    int64
-}
-
-func (e *exactReader) Read(p []byte) (int, error) {
-	n, err := e.r.Read(p)
-	e.n += int64(n)
-	if errors.Is(err, io.EOF) && e.n < e.want {
-		return n, &kindError{ProblemTruncated, fmt.Errorf("content of %d bytes, declared %d", e.n, e.want)}
-	}
-	return n, err
-}

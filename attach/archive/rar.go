@@ -275,11 +275,6 @@ func (rw *rarWalk) unlock(n int) (io.Reader, error) {
 	return rw.r, nil
 }
 
-// errReader fails every read with err.
-type errReader struct{ err error }
-
-func (e *errReader) Read([]byte) (int, error) { return 0, e.err }
-
 // drain reads the rest of an entry that fn left unread in a solid
 // archive, where the next entry's decoding depends on this one's.
 func (rw *rarWalk) drain(h *rardecode.FileHeader, read int64) error {

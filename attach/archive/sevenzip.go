@@ -200,18 +200,6 @@ func (s *szWalk) unlock(i, folder int) (bool, error) {
 	return true, nil
 }
 
-// countReader counts the bytes read through it.
-type countReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
-}
-
 // szErrReader classifies the library's read errors: a wrapped LZMA error
 // with ReadError.Encrypted is what a wrong password looks like.
 type szErrReader struct{ r io.Reader }

@@ -445,20 +445,3 @@ func (w *walker) skip(name string, r io.Reader, n int64) error {
 		}
 	}
 }
-
-// safeRead calls r.Read, turning a panic inside a decoder (some panic on
-// crafted data, e.g. a division by zero in PPMd) into a corrupt-content
-// error, so that one entry fails and the walk goes on.
-func safeRead(r io.Reader, p []byte) (n int, err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			n, err = 0, &kindError{ProblemCorrupt, fmt.Errorf("decoder failed: %v", v)}
-		}
-	}()
-	return r.Read(p)
-}
-
-// safeReader is an io.Reader whose decoder panics become errors.
-type safeReader struct{ r io.Reader }
-
-func (s safeReader) Read(p []byte) (int, error) { return safeRead(s.r, p) }

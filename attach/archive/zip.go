@@ -341,14 +341,6 @@ func newZipLZMA(r io.Reader, flags uint16, usize, maxDict int64) (io.Reader, err
 	return lr, nil
 }
 
-// noEOF turns a premature io.EOF into io.ErrUnexpectedEOF.
-func noEOF(err error) error {
-	if errors.Is(err, io.EOF) {
-		return io.ErrUnexpectedEOF
-	}
-	return err
-}
-
 // crcReader checks the CRC-32 and the declared size at the end of the
 // content, and refuses content longer than declared.
 type crcReader struct {
