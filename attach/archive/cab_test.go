@@ -143,3 +143,24 @@ func TestCABLZX(t *testing.T) {
 		t.Errorf("without 7z: %d entries, %d with content, unsupported %q", w.res.Entries, len(w.content), w.res.Unsupported)
 	}
 }
+
+// TestWIMVia7z: a format with no Go reader at all (WIM, made here by 7z)
+// is sniffed, listed and streamed through 7z, or reported unsupported.
+func TestWIMVia7z(t *testing.T) {
+	need(t, "7z")
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"Windows/System32/evil.dll": "MZ evil", "readme.txt": "hi"})
+	run(t, dir, "7z", "a", "-bd", "-twim", "x.wim", "Windows", "readme.txt")
+	data := readFile(t, filepath.Join(dir, "x.wim"))
+	if got := Sniff(bytes.NewReader(data), int64(len(data))); got != WIM {
+		t.Fatalf("Sniff = %q", got)
+	}
+	w := walkBytes(t, WIM, data, Options{})
+	if string(w.content["Windows/System32/evil.dll"]) != "MZ evil" || string(w.content["readme.txt"]) != "hi" {
+		t.Errorf("via 7z: entries %+v problems %v", w.entries, w.res.Problems)
+	}
+	w = walkBytes(t, WIM, data, Options{SevenZipPath: "-"})
+	if w.res.Unsupported == "" || w.res.Entries != 0 {
+		t.Errorf("without 7z: %+v", w.res)
+	}
+}
