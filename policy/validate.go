@@ -571,7 +571,14 @@ func (p *Policy) validateRetention(v *validator) {
 	}{{"delivered", r.KeepDelivered}, {"rejected", r.KeepRejected}} {
 		if c.d == 0 || c.d > r.KeepRecords {
 			v.warnf(r.Body, c.name, -1, "retention longer than records",
-				"%s content is kept only as long as its record (records = %s)", c.name, r.KeepRecords)
+				"%s content is kept only as long as its record (records = %q)", c.name, orString(r.Records, "365d"))
 		}
 	}
+}
+
+func orString(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }
