@@ -259,13 +259,13 @@ func (c *Config) threadSignals(m *Message, h *History, s *Signals) {
 	var protected []Domain
 	for _, r := range append(h.Parents, h.Thread...) {
 		for _, p := range r.Participants {
+			if p.Name != "" && len(names) < maxPeople {
+				names = append(names, p)
+			}
 			if people[p.Addr] {
 				continue
 			}
 			people[p.Addr] = true
-			if p.Name != "" {
-				names = append(names, p)
-			}
 			d := domainOf(p.Addr)
 			if !domains[d] {
 				domains[d] = true
