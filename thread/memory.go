@@ -95,10 +95,7 @@ func recordDomains(r *Record) []string {
 // count adds one message to a relationship's counters.
 func count(p *Pair, r *Record) {
 	if p.Exchanges() == 0 || r.At.Before(p.First) {
-		if p.Exchanges() == 0 {
-			p.FirstDir = r.Direction
-		}
-		p.First = r.At
+		p.First, p.FirstDir = r.At, r.Direction
 	}
 	if r.At.After(p.Last) {
 		p.Last = r.At
