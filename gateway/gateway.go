@@ -215,9 +215,10 @@ func (g *Gateway) Serve(ctx context.Context) error {
 	}
 	qctx, stopQueue := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
 	go func() { defer wg.Done(); g.runQueue(qctx, queue) }()
 	go func() { defer wg.Done(); g.holdLoop(qctx) }()
+	go func() { defer wg.Done(); g.retentionLoop(qctx) }()
 	go func() { defer wg.Done(); g.runSandbox(qctx) }()
 	for _, a := range srv.Addrs() {
 		g.log.Info("listening", "addr", a.String())
