@@ -1,0 +1,3 @@
+lists {
+  trap_addresses = ["trap@corp.example"]
+}

@@ -1,0 +1,3 @@
+lists {
+  block_senders = ["@spammer.example", "bad-actor.example"]
+}

@@ -1,0 +1,5 @@
+reputation {
+  zone "dnsbl.test" {
+    weight = 3
+  }
+}

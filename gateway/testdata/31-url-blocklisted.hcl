@@ -1,0 +1,3 @@
+reputation {
+  uribl = ["uribl.test"]
+}
