@@ -27,6 +27,7 @@ import (
 	"github.com/mailguard/mailguard/scan"
 	"github.com/mailguard/mailguard/smtp"
 	"github.com/mailguard/mailguard/store"
+	"github.com/mailguard/mailguard/thread"
 )
 
 // Options are what New needs. Zero values are documented per field.
@@ -48,6 +49,9 @@ type Options struct {
 	// Sandbox is the verdict cache and task table (the store's); nil
 	// without a store. Required for a sandbox to be used.
 	Sandbox sandbox.Store
+	// Thread is the conversation memory (the store's); nil keeps no
+	// memory (lookalike and VIP checks still run).
+	Thread thread.Store
 }
 
 // Gateway is a running (or offline) mailguard.
@@ -71,6 +75,8 @@ type Gateway struct {
 	reloaded chan struct{} // the sandbox runner restarts with the new stages
 	recheck  chan string
 	metrics  *http.Server
+
+	conv *conversations // the conversation memory (thread.go)
 }
 
 // New builds a gateway for p. It compiles the YARA rules and prepares every
@@ -81,7 +87,7 @@ func New(opt Options) (*Gateway, error) {
 	}
 	g := &Gateway{log: opt.Log, st: opt.Store, sbStore: opt.Sandbox, now: opt.Now, node: opt.Node,
 		wakeQ: make(chan struct{}, 1), wakeHold: make(chan struct{}, 1), reloaded: make(chan struct{}, 1), recheck: make(chan string, 1024),
-		inspectSem: make(chan struct{}, inspectConcurrency())}
+		inspectSem: make(chan struct{}, inspectConcurrency()), conv: &conversations{store: opt.Thread}}
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
 	}

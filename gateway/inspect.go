@@ -73,9 +73,10 @@ type Report struct {
 	// HoldUntil is the hold deadline when the action is hold.
 	HoldUntil time.Time `json:"hold_until,omitzero"`
 
-	facts *policy.Facts
-	walk  *attach.Result
-	yara  map[string][]string // rule names per file path
+	facts  *policy.Facts
+	walk   *attach.Result
+	yara   map[string][]string // rule names per file path
+	thread *threadState        // what the conversation stage learned (thread.go)
 }
 
 // ReportEnvelope is the envelope part of a report.
@@ -136,7 +137,7 @@ func (g *Gateway) Inspect(ctx context.Context, env Envelope, msg io.ReaderAt, si
 		rep.Close()
 		return nil, err
 	}
-	if err := g.stageThread(ctx, st, env, opt, rep); err != nil {
+	if err := g.stageThread(ctx, st, env, msg, size, opt, rep); err != nil {
 		rep.Close()
 		return nil, err
 	}

@@ -101,6 +101,13 @@ rule "builtin-password-pending" {
   action = "hold"
 }
 
+# A password mail waits while the archive it opens is decided: if the
+# archive turns out malicious, its password mail is quarantined with it.
+rule "builtin-archive-pending" {
+  when   = thread.archive_pending
+  action = "hold"
+}
+
 # Without a sandbox, what would have been detonated is stopped instead.
 rule "builtin-active-content-unjudged" {
   when   = !sandbox.configured && has("exec_attachment", "lnk_in_container", "onenote_embedded_file", "html_smuggling", "macro_document")

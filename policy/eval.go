@@ -154,6 +154,7 @@ func variables(f *Facts, lf listFacts, score float64) map[string]cty.Value {
 			"relationship_days": cty.NumberFloatVal(f.Thread.RelationshipDays),
 			"silence_days":      cty.NumberFloatVal(f.Thread.SilenceDays),
 			"password_pending":  cty.BoolVal(f.Thread.PasswordPending),
+			"archive_pending":   cty.BoolVal(f.Thread.ArchivePending),
 		}),
 		"reputation": cty.ObjectVal(map[string]cty.Value{
 			"ip_score": cty.NumberFloatVal(f.Reputation.IPScore), "ip_listed": strList(f.Reputation.IPListed),

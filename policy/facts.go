@@ -80,6 +80,7 @@ type ThreadFacts struct {
 	RelationshipDays float64 // thread.relationship_days: since first contact
 	SilenceDays      float64 // thread.silence_days: since the thread's previous message
 	PasswordPending  bool    // thread.password_pending: waiting for a password mail
+	ArchivePending   bool    // thread.archive_pending: a password mail waiting for the decision on its archive
 }
 
 // ReputationFacts are the reputation results for rules.

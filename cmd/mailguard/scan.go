@@ -56,7 +56,7 @@ func cmdScan(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		defer st.Close()
-		opt.Store, opt.Sandbox = st, st.Sandbox()
+		opt.Store, opt.Sandbox, opt.Thread = st, st.Sandbox(), st.Thread()
 	}
 	g, err := gateway.New(opt)
 	if err != nil {

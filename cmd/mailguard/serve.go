@@ -78,7 +78,7 @@ func cmdServe(args []string, stderr io.Writer) error {
 		return err
 	}
 	defer st.Close()
-	g, err := gateway.New(gateway.Options{Policy: p, Store: st, Sandbox: st.Sandbox(), Log: log})
+	g, err := gateway.New(gateway.Options{Policy: p, Store: st, Sandbox: st.Sandbox(), Thread: st.Thread(), Log: log})
 	if err != nil {
 		return err
 	}
