@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"os/user"
-	"slices"
 	"strings"
 	"time"
 
@@ -19,7 +18,6 @@ import (
 	"github.com/mailguard/mailguard/gateway"
 	"github.com/mailguard/mailguard/policy"
 	"github.com/mailguard/mailguard/reason"
-	"github.com/mailguard/mailguard/sandbox"
 	"github.com/mailguard/mailguard/store"
 	"github.com/mailguard/mailguard/store/sqlite"
 )
@@ -86,15 +84,19 @@ func (f *filterFlags) add(fs *flag.FlagSet, defState string) {
 
 func (f *filterFlags) filter() (store.Filter, error) {
 	var sf store.Filter
-	states, err := parseStates(f.state)
-	if err != nil {
-		return sf, err
+	switch f.state {
+	case "all", "":
+	case "held,quarantined", "review":
+		sf.States = []store.State{store.Held, store.Quarantined}
+	default:
+		for _, s := range strings.Split(f.state, ",") {
+			sf.States = append(sf.States, store.State(s))
+		}
 	}
-	sf.States = states
 	if f.since != "" {
 		d, err := policy.ParseDuration(f.since)
-		if err != nil || d <= 0 {
-			return sf, usageError(fmt.Sprintf("--since %q: want a duration such as 24h or 7d", f.since))
+		if err != nil {
+			return sf, usageError(fmt.Sprintf("--since %q: %v", f.since, err))
 		}
 		sf.Since = time.Now().Add(-d)
 	}
@@ -102,149 +104,42 @@ func (f *filterFlags) filter() (store.Filter, error) {
 	return sf, nil
 }
 
-// lifecycleStates are the states --state accepts.
-var lifecycleStates = []store.State{store.Received, store.Inspected, store.Queued, store.Held, store.Quarantined,
-	store.Rejected, store.Delivered, store.Bounced, store.Released, store.Deleted, store.Error}
-
-// parseStates reads a --state value: "all", "review" (held and
-// quarantined), or a comma-separated list of lifecycle states.
-func parseStates(s string) ([]store.State, error) {
-	switch s {
-	case "all", "":
-		return nil, nil
-	case "review":
-		return []store.State{store.Held, store.Quarantined}, nil
-	}
-	var out []store.State
-	for _, name := range strings.Split(s, ",") {
-		st := store.State(strings.TrimSpace(name))
-		if !slices.Contains(lifecycleStates, st) {
-			return nil, usageError(fmt.Sprintf("--state %q: want all, review or states among %s", name, joinStates(lifecycleStates)))
-		}
-		out = append(out, st)
-	}
-	return out, nil
-}
-
-func joinStates(l []store.State) string {
-	var s []string
-	for _, st := range l {
-		s = append(s, string(st))
-	}
-	return strings.Join(s, ", ")
-}
-
-// listItem is one element of `quarantine list --json` (DESIGN.md contract:
-// id, message_id, state, from, to, subject, received_at, action, reasons),
-// with more for scripts. Held messages say how long they have waited and
-// which sandbox tasks they wait for.
+// listItem is one element of `quarantine list --json` (DESIGN.md contract).
 type listItem struct {
-	ID             string        `json:"id"`
-	MessageID      string        `json:"message_id"`
-	State          string        `json:"state"`
-	From           string        `json:"from"`
-	MailFrom       string        `json:"mail_from"`
-	To             []string      `json:"to"`
-	Subject        string        `json:"subject"`
-	ReceivedAt     time.Time     `json:"received_at"`
-	Action         string        `json:"action"`
-	Reasons        []string      `json:"reasons"`
-	Score          float64       `json:"score"`
-	Direction      string        `json:"direction"`
-	ClientIP       string        `json:"client_ip"`
-	Size           int64         `json:"size"`
-	HoldUntil      *time.Time    `json:"hold_until,omitempty"`
-	Waiting        string        `json:"waiting,omitempty"`
-	WaitingSeconds int64         `json:"waiting_seconds,omitempty"`
-	SandboxPending []pendingTask `json:"sandbox_pending,omitempty"`
+	ID         string     `json:"id"`
+	MessageID  string     `json:"message_id"`
+	State      string     `json:"state"`
+	From       string     `json:"from"`
+	MailFrom   string     `json:"mail_from"`
+	To         []string   `json:"to"`
+	Subject    string     `json:"subject"`
+	ReceivedAt time.Time  `json:"received_at"`
+	Action     string     `json:"action"`
+	Reasons    []string   `json:"reasons"`
+	Score      float64    `json:"score"`
+	Direction  string     `json:"direction"`
+	ClientIP   string     `json:"client_ip"`
+	Size       int64      `json:"size"`
+	HoldUntil  *time.Time `json:"hold_until,omitempty"`
+	Waiting    string     `json:"waiting,omitempty"`
 }
 
-// pendingTask is a file a held message waits for the sandbox to judge.
-type pendingTask struct {
-	Path        string     `json:"path"`
-	SHA256      string     `json:"sha256"`
-	TaskID      string     `json:"task_id"`          // "" while queued for upload
-	State       string     `json:"state"`            // queued, submitted, or the verdict's state once in
-	SubmittedAt *time.Time `json:"submitted_at,omitempty"`
-	Attempts    int        `json:"attempts,omitempty"`
-	LastError   string     `json:"last_error,omitempty"`
-}
-
-// storedSandbox is the sandbox part of a stored decision report.
-type storedSandbox struct {
-	Sandbox []struct {
-		Path       string   `json:"path"`
-		SHA256     string   `json:"sha256"`
-		TaskID     string   `json:"task_id"`
-		State      string   `json:"state"`
-		Malscore   float64  `json:"malscore"`
-		Malstatus  string   `json:"malstatus"`
-		Family     string   `json:"family"`
-		Signatures []string `json:"signatures"`
-	} `json:"sandbox"`
-}
-
-func itemOf(ctx context.Context, m *store.Message, now time.Time, sb sandbox.Store) listItem {
+func itemOf(m *store.Message, now time.Time) listItem {
 	it := listItem{ID: m.ID, MessageID: m.MessageID, State: string(m.State), From: m.From, MailFrom: m.MailFrom,
-		To: orEmpty(m.Rcpts), Subject: m.Subject, ReceivedAt: m.ReceivedAt.UTC(), Action: m.Action, Reasons: orEmpty(m.Reasons),
+		To: m.Rcpts, Subject: m.Subject, ReceivedAt: m.ReceivedAt.UTC(), Action: m.Action, Reasons: m.Reasons,
 		Score: m.Score, Direction: m.Direction, ClientIP: m.ClientIP, Size: m.Size}
+	if it.To == nil {
+		it.To = []string{}
+	}
+	if it.Reasons == nil {
+		it.Reasons = []string{}
+	}
 	if m.State == store.Held {
 		t := m.HoldUntil.UTC()
 		it.HoldUntil = &t
-		// A hold starts at receipt; re-decisions while held do not reset it.
-		wait := max(now.Sub(m.ReceivedAt), 0)
-		it.Waiting, it.WaitingSeconds = fmtAge(wait), int64(wait.Seconds())
-		it.SandboxPending = pendingTasks(ctx, m, now, sb)
+		it.Waiting = now.Sub(m.StateAt).Round(time.Second).String()
 	}
 	return it
-}
-
-// pendingTasks lists the files of a held message that its stored report
-// sent to the sandbox without a verdict, with the task's live state from
-// the sandbox task table (the report was written before the upload).
-func pendingTasks(ctx context.Context, m *store.Message, now time.Time, sb sandbox.Store) []pendingTask {
-	var rep storedSandbox
-	if len(m.Decision) == 0 || json.Unmarshal(m.Decision, &rep) != nil {
-		return nil
-	}
-	var out []pendingTask
-	for _, f := range rep.Sandbox {
-		if f.State != "pending" {
-			continue
-		}
-		pt := pendingTask{Path: f.Path, SHA256: f.SHA256, TaskID: f.TaskID, State: "queued"}
-		if sb != nil {
-			key := sandbox.Key(f.SHA256, nil)
-			if t, ok, err := sb.GetTask(ctx, key); err == nil && ok {
-				pt.TaskID, pt.Attempts, pt.LastError = string(t.ID), t.Attempts, t.LastError
-				if t.ID != "" {
-					pt.State = "submitted"
-					at := t.Submitted.UTC()
-					pt.SubmittedAt = &at
-				}
-			} else if v, ok, err := sb.GetVerdict(ctx, key, now); err == nil && ok {
-				pt.TaskID, pt.State = string(v.TaskID), v.State // in: the re-decision follows
-			}
-		}
-		if pt.State == "queued" && pt.TaskID != "" {
-			pt.State = "submitted"
-		}
-		out = append(out, pt)
-	}
-	return out
-}
-
-// fmtAge prints a wait for people: 45s, 12m, 3h05m, 2d04h.
-func fmtAge(d time.Duration) string {
-	switch {
-	case d < time.Minute:
-		return fmt.Sprintf("%ds", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm", int(d.Minutes()))
-	case d < 24*time.Hour:
-		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
-	}
-	return fmt.Sprintf("%dd%02dh", int(d.Hours())/24, int(d.Hours())%24)
 }
 
 func qList(args []string, stdout, stderr io.Writer) error {
@@ -275,7 +170,7 @@ func qList(args []string, stdout, stderr io.Writer) error {
 	now := time.Now()
 	items := make([]listItem, 0, len(ms))
 	for _, m := range ms {
-		items = append(items, itemOf(context.Background(), m, now, st.Sandbox()))
+		items = append(items, itemOf(m, now))
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
@@ -287,8 +182,7 @@ func qList(args []string, stdout, stderr io.Writer) error {
 }
 
 // printTable prints the list for a terminal, aligned by display width (a
-// Japanese character takes two columns). A held message is followed by
-// one line per file it waits for the sandbox to judge.
+// Japanese character takes two columns).
 func printTable(w io.Writer, items []listItem) {
 	if len(items) == 0 {
 		fmt.Fprintln(w, "no messages")
@@ -300,12 +194,13 @@ func printTable(w io.Writer, items []listItem) {
 		if from == "" {
 			from = it.MailFrom
 		}
+		to := strings.Join(it.To, ",")
 		state := it.State
 		if it.Waiting != "" {
 			state += " " + it.Waiting
 		}
 		rows = append(rows, []string{it.ReceivedAt.Local().Format("2006-01-02 15:04"), it.ID, state,
-			clip(from, 30), clip(strings.Join(it.To, ","), 30), clip(it.Subject, 40), strings.Join(it.Reasons, ",")})
+			clip(from, 30), clip(to, 30), clip(it.Subject, 40), strings.Join(it.Reasons, ",")})
 	}
 	widths := make([]int, len(rows[0]))
 	for _, r := range rows {
@@ -313,7 +208,7 @@ func printTable(w io.Writer, items []listItem) {
 			widths[i] = max(widths[i], displayWidth(c))
 		}
 	}
-	for i, r := range rows {
+	for _, r := range rows {
 		var b strings.Builder
 		for i, c := range r {
 			b.WriteString(c)
@@ -322,33 +217,7 @@ func printTable(w io.Writer, items []listItem) {
 			}
 		}
 		fmt.Fprintln(w, strings.TrimRight(b.String(), " "))
-		if i > 0 {
-			for _, pt := range items[i-1].SandboxPending {
-				fmt.Fprintln(w, "    "+pendingLine(pt, time.Now()))
-			}
-		}
 	}
-}
-
-// pendingLine describes one file a held message waits for.
-func pendingLine(pt pendingTask, now time.Time) string {
-	line := "sandbox: " + clip(pt.Path, 60)
-	switch {
-	case pt.TaskID != "":
-		line += "  task " + clip(pt.TaskID, 20) + "  " + pt.State
-	default:
-		line += "  " + pt.State + " for upload"
-	}
-	if pt.SubmittedAt != nil {
-		line += " " + fmtAge(max(now.Sub(*pt.SubmittedAt), 0)) + " ago"
-	}
-	if pt.Attempts > 1 {
-		line += fmt.Sprintf(", %d attempts", pt.Attempts)
-	}
-	if pt.LastError != "" {
-		line += " (last error: " + clip(pt.LastError, 60) + ")"
-	}
-	return line
 }
 
 func displayWidth(s string) int {
