@@ -5,6 +5,8 @@
 //	mailguard check      [--config FILE] [--builtin]
 //	mailguard scan       [--config FILE] [--from A] [--rcpt B] [--client-ip IP] [--helo H] [--json] FILE.eml…
 //	mailguard quarantine list|show|release|delete|export …
+//	mailguard hunt       [--config FILE] (--sha256 H | --from ADDR | --yara RULES.yar…) [--since DUR] [--json]
+//	mailguard purge      [--config FILE] [--dry-run] [--now TIME] [--json]
 package main
 
 import (
@@ -33,6 +35,8 @@ commands:
   check       validate the policy file (errors as file:line:col: message)
   scan        inspect .eml files offline exactly as serve would
   quarantine  list|show|release|delete|export held and quarantined mail
+  hunt        find stored messages by file hash, sender or new YARA rules
+  purge       apply the retention policy once (serve does it every interval)
 
 Every command takes --config FILE (default ./policy.hcl). Run
 "mailguard <command> -h" for its flags.
@@ -57,6 +61,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdScan(args[1:], stdout, stderr)
 	case "quarantine":
 		err = cmdQuarantine(args[1:], stdin, stdout, stderr)
+	case "hunt":
+		err = cmdHunt(args[1:], stdout, stderr)
+	case "purge":
+		err = cmdPurge(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

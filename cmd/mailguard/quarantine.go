@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/user"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/mailguard/mailguard/gateway"
 	"github.com/mailguard/mailguard/policy"
 	"github.com/mailguard/mailguard/reason"
+	"github.com/mailguard/mailguard/sandbox"
 	"github.com/mailguard/mailguard/store"
 	"github.com/mailguard/mailguard/store/sqlite"
 )
@@ -84,19 +86,15 @@ func (f *filterFlags) add(fs *flag.FlagSet, defState string) {
 
 func (f *filterFlags) filter() (store.Filter, error) {
 	var sf store.Filter
-	switch f.state {
-	case "all", "":
-	case "held,quarantined", "review":
-		sf.States = []store.State{store.Held, store.Quarantined}
-	default:
-		for _, s := range strings.Split(f.state, ",") {
-			sf.States = append(sf.States, store.State(s))
-		}
+	states, err := parseStates(f.state)
+	if err != nil {
+		return sf, err
 	}
+	sf.States = states
 	if f.since != "" {
 		d, err := policy.ParseDuration(f.since)
-		if err != nil {
-			return sf, usageError(fmt.Sprintf("--since %q: %v", f.since, err))
+		if err != nil || d <= 0 {
+			return sf, usageError(fmt.Sprintf("--since %q: want a duration such as 24h or 7d", f.since))
 		}
 		sf.Since = time.Now().Add(-d)
 	}
@@ -104,42 +102,149 @@ func (f *filterFlags) filter() (store.Filter, error) {
 	return sf, nil
 }
 
-// listItem is one element of `quarantine list --json` (DESIGN.md contract).
-type listItem struct {
-	ID         string     `json:"id"`
-	MessageID  string     `json:"message_id"`
-	State      string     `json:"state"`
-	From       string     `json:"from"`
-	MailFrom   string     `json:"mail_from"`
-	To         []string   `json:"to"`
-	Subject    string     `json:"subject"`
-	ReceivedAt time.Time  `json:"received_at"`
-	Action     string     `json:"action"`
-	Reasons    []string   `json:"reasons"`
-	Score      float64    `json:"score"`
-	Direction  string     `json:"direction"`
-	ClientIP   string     `json:"client_ip"`
-	Size       int64      `json:"size"`
-	HoldUntil  *time.Time `json:"hold_until,omitempty"`
-	Waiting    string     `json:"waiting,omitempty"`
+// lifecycleStates are the states --state accepts.
+var lifecycleStates = []store.State{store.Received, store.Inspected, store.Queued, store.Held, store.Quarantined,
+	store.Rejected, store.Delivered, store.Bounced, store.Released, store.Deleted, store.Error}
+
+// parseStates reads a --state value: "all", "review" (held and
+// quarantined), or a comma-separated list of lifecycle states.
+func parseStates(s string) ([]store.State, error) {
+	switch s {
+	case "all", "":
+		return nil, nil
+	case "review":
+		return []store.State{store.Held, store.Quarantined}, nil
+	}
+	var out []store.State
+	for _, name := range strings.Split(s, ",") {
+		st := store.State(strings.TrimSpace(name))
+		if !slices.Contains(lifecycleStates, st) {
+			return nil, usageError(fmt.Sprintf("--state %q: want all, review or states among %s", name, joinStates(lifecycleStates)))
+		}
+		out = append(out, st)
+	}
+	return out, nil
 }
 
-func itemOf(m *store.Message, now time.Time) listItem {
+func joinStates(l []store.State) string {
+	var s []string
+	for _, st := range l {
+		s = append(s, string(st))
+	}
+	return strings.Join(s, ", ")
+}
+
+// listItem is one element of `quarantine list --json` (DESIGN.md contract:
+// id, message_id, state, from, to, subject, received_at, action, reasons),
+// with more for scripts. Held messages say how long they have waited and
+// which sandbox tasks they wait for.
+type listItem struct {
+	ID             string        `json:"id"`
+	MessageID      string        `json:"message_id"`
+	State          string        `json:"state"`
+	From           string        `json:"from"`
+	MailFrom       string        `json:"mail_from"`
+	To             []string      `json:"to"`
+	Subject        string        `json:"subject"`
+	ReceivedAt     time.Time     `json:"received_at"`
+	Action         string        `json:"action"`
+	Reasons        []string      `json:"reasons"`
+	Score          float64       `json:"score"`
+	Direction      string        `json:"direction"`
+	ClientIP       string        `json:"client_ip"`
+	Size           int64         `json:"size"`
+	HoldUntil      *time.Time    `json:"hold_until,omitempty"`
+	Waiting        string        `json:"waiting,omitempty"`
+	WaitingSeconds int64         `json:"waiting_seconds,omitempty"`
+	SandboxPending []pendingTask `json:"sandbox_pending,omitempty"`
+}
+
+// pendingTask is a file a held message waits for the sandbox to judge.
+type pendingTask struct {
+	Path        string     `json:"path"`
+	SHA256      string     `json:"sha256"`
+	TaskID      string     `json:"task_id"` // "" while queued for upload
+	State       string     `json:"state"`   // queued, submitted, or the verdict's state once in
+	SubmittedAt *time.Time `json:"submitted_at,omitempty"`
+	Attempts    int        `json:"attempts,omitempty"`
+	LastError   string     `json:"last_error,omitempty"`
+}
+
+// storedSandbox is the sandbox part of a stored decision report.
+type storedSandbox struct {
+	Sandbox []struct {
+		Path       string   `json:"path"`
+		SHA256     string   `json:"sha256"`
+		TaskID     string   `json:"task_id"`
+		State      string   `json:"state"`
+		Malscore   float64  `json:"malscore"`
+		Malstatus  string   `json:"malstatus"`
+		Family     string   `json:"family"`
+		Signatures []string `json:"signatures"`
+	} `json:"sandbox"`
+}
+
+func itemOf(ctx context.Context, m *store.Message, now time.Time, sb sandbox.Store) listItem {
 	it := listItem{ID: m.ID, MessageID: m.MessageID, State: string(m.State), From: m.From, MailFrom: m.MailFrom,
-		To: m.Rcpts, Subject: m.Subject, ReceivedAt: m.ReceivedAt.UTC(), Action: m.Action, Reasons: m.Reasons,
+		To: orEmpty(m.Rcpts), Subject: m.Subject, ReceivedAt: m.ReceivedAt.UTC(), Action: m.Action, Reasons: orEmpty(m.Reasons),
 		Score: m.Score, Direction: m.Direction, ClientIP: m.ClientIP, Size: m.Size}
-	if it.To == nil {
-		it.To = []string{}
-	}
-	if it.Reasons == nil {
-		it.Reasons = []string{}
-	}
 	if m.State == store.Held {
 		t := m.HoldUntil.UTC()
 		it.HoldUntil = &t
-		it.Waiting = now.Sub(m.StateAt).Round(time.Second).String()
+		// A hold starts at receipt; re-decisions while held do not reset it.
+		wait := max(now.Sub(m.ReceivedAt), 0)
+		it.Waiting, it.WaitingSeconds = fmtAge(wait), int64(wait.Seconds())
+		it.SandboxPending = pendingTasks(ctx, m, now, sb)
 	}
 	return it
+}
+
+// pendingTasks lists the files of a held message that its stored report
+// sent to the sandbox without a verdict, with the task's live state from
+// the sandbox task table (the report was written before the upload).
+func pendingTasks(ctx context.Context, m *store.Message, now time.Time, sb sandbox.Store) []pendingTask {
+	var rep storedSandbox
+	if len(m.Decision) == 0 || json.Unmarshal(m.Decision, &rep) != nil {
+		return nil
+	}
+	var out []pendingTask
+	for _, f := range rep.Sandbox {
+		if f.State != "pending" {
+			continue
+		}
+		pt := pendingTask{Path: f.Path, SHA256: f.SHA256, TaskID: f.TaskID, State: "queued"}
+		if sb != nil {
+			key := sandbox.Key(f.SHA256, nil)
+			if t, ok, err := sb.GetTask(ctx, key); err == nil && ok {
+				pt.TaskID, pt.Attempts, pt.LastError = string(t.ID), t.Attempts, t.LastError
+				if t.ID != "" {
+					pt.State = "submitted"
+					at := t.Submitted.UTC()
+					pt.SubmittedAt = &at
+				}
+			} else if v, ok, err := sb.GetVerdict(ctx, key, now); err == nil && ok {
+				pt.TaskID, pt.State = string(v.TaskID), v.State // in: the re-decision follows
+			}
+		}
+		if pt.State == "queued" && pt.TaskID != "" {
+			pt.State = "submitted"
+		}
+		out = append(out, pt)
+	}
+	return out
+}
+
+// fmtAge prints a wait for people: 45s, 12m, 3h05m, 2d04h.
+func fmtAge(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 24*time.Hour:
+		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
+	}
+	return fmt.Sprintf("%dd%02dh", int(d.Hours())/24, int(d.Hours())%24)
 }
 
 func qList(args []string, stdout, stderr io.Writer) error {
@@ -170,7 +275,7 @@ func qList(args []string, stdout, stderr io.Writer) error {
 	now := time.Now()
 	items := make([]listItem, 0, len(ms))
 	for _, m := range ms {
-		items = append(items, itemOf(m, now))
+		items = append(items, itemOf(context.Background(), m, now, st.Sandbox()))
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
@@ -182,7 +287,8 @@ func qList(args []string, stdout, stderr io.Writer) error {
 }
 
 // printTable prints the list for a terminal, aligned by display width (a
-// Japanese character takes two columns).
+// Japanese character takes two columns). A held message is followed by
+// one line per file it waits for the sandbox to judge.
 func printTable(w io.Writer, items []listItem) {
 	if len(items) == 0 {
 		fmt.Fprintln(w, "no messages")
@@ -194,13 +300,12 @@ func printTable(w io.Writer, items []listItem) {
 		if from == "" {
 			from = it.MailFrom
 		}
-		to := strings.Join(it.To, ",")
 		state := it.State
 		if it.Waiting != "" {
 			state += " " + it.Waiting
 		}
 		rows = append(rows, []string{it.ReceivedAt.Local().Format("2006-01-02 15:04"), it.ID, state,
-			clip(from, 30), clip(to, 30), clip(it.Subject, 40), strings.Join(it.Reasons, ",")})
+			clip(from, 30), clip(strings.Join(it.To, ","), 30), clip(it.Subject, 40), strings.Join(it.Reasons, ",")})
 	}
 	widths := make([]int, len(rows[0]))
 	for _, r := range rows {
@@ -208,7 +313,7 @@ func printTable(w io.Writer, items []listItem) {
 			widths[i] = max(widths[i], displayWidth(c))
 		}
 	}
-	for _, r := range rows {
+	for i, r := range rows {
 		var b strings.Builder
 		for i, c := range r {
 			b.WriteString(c)
@@ -217,7 +322,33 @@ func printTable(w io.Writer, items []listItem) {
 			}
 		}
 		fmt.Fprintln(w, strings.TrimRight(b.String(), " "))
+		if i > 0 {
+			for _, pt := range items[i-1].SandboxPending {
+				fmt.Fprintln(w, "    "+pendingLine(pt, time.Now()))
+			}
+		}
 	}
+}
+
+// pendingLine describes one file a held message waits for.
+func pendingLine(pt pendingTask, now time.Time) string {
+	line := "sandbox: " + clip(pt.Path, 60)
+	switch {
+	case pt.TaskID != "":
+		line += "  task " + clip(pt.TaskID, 20) + "  " + pt.State
+	default:
+		line += "  " + pt.State + " for upload"
+	}
+	if pt.SubmittedAt != nil {
+		line += " " + fmtAge(max(now.Sub(*pt.SubmittedAt), 0)) + " ago"
+	}
+	if pt.Attempts > 1 {
+		line += fmt.Sprintf(", %d attempts", pt.Attempts)
+	}
+	if pt.LastError != "" {
+		line += " (last error: " + clip(pt.LastError, 60) + ")"
+	}
+	return line
 }
 
 func displayWidth(s string) int {
@@ -253,165 +384,6 @@ func clip(s string, n int) string {
 	return b.String()
 }
 
-func qShow(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("quarantine show", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfg := configFlag(fs)
-	asJSON := fs.Bool("json", false, "print the decision JSON")
-	ids, err := parseFlags(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(ids) != 1 {
-		return usageError("show takes one message ID")
-	}
-	_, st, err := openStore(*cfg, stderr)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	ctx := context.Background()
-	m, err := st.Get(ctx, ids[0])
-	if err != nil {
-		return err
-	}
-	audits, err := st.Audits(ctx, m.ID)
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		return showJSON(stdout, m, audits)
-	}
-	return showText(stdout, m, audits)
-}
-
-// showJSON prints the stored decision report with the message's current
-// state and audit trail added.
-func showJSON(w io.Writer, m *store.Message, audits []store.Audit) error {
-	doc := map[string]any{}
-	if len(m.Decision) > 0 {
-		if err := json.Unmarshal(m.Decision, &doc); err != nil {
-			return fmt.Errorf("stored decision of %s: %w", m.ID, err)
-		}
-	}
-	doc["id"] = m.ID
-	doc["state"] = m.State
-	doc["message_id"] = m.MessageID
-	doc["received_at"] = m.ReceivedAt.UTC()
-	doc["state_at"] = m.StateAt.UTC()
-	if audits == nil {
-		audits = []store.Audit{}
-	}
-	doc["audit"] = audits
-	for _, k := range []string{"action", "reasons", "score"} {
-		if _, ok := doc[k]; !ok {
-			doc[k] = map[string]any{"action": m.Action, "reasons": m.Reasons, "score": m.Score}[k]
-		}
-	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(doc)
-}
-
-func showText(w io.Writer, m *store.Message, audits []store.Audit) error {
-	var rep struct {
-		Rule    string `json:"rule"`
-		Explain []struct {
-			Reason, Rule, Detail, Path string
-		} `json:"explain"`
-		Auth *struct {
-			SPF   struct{ Status, Domain string } `json:"spf"`
-			DKIM  []struct{ Status, Domain, Selector string }
-			DMARC struct {
-				Status     string
-				HeaderFrom string `json:"header_from"`
-				Policy     string
-			} `json:"dmarc"`
-		} `json:"auth"`
-		Files []struct {
-			Path, Type, SHA256 string
-			Size               int64
-			Depth              int
-			Encrypted          bool
-			Decrypted          bool
-			PasswordSource     string `json:"password_source"`
-			Findings           []reason.Finding
-		} `json:"files"`
-		Errors []string `json:"errors"`
-	}
-	if len(m.Decision) > 0 {
-		json.Unmarshal(m.Decision, &rep)
-	}
-	fmt.Fprintf(w, "ID:          %s\nState:       %s (since %s)\nReceived:    %s from %s (helo %s), %s, %d bytes\n",
-		m.ID, m.State, m.StateAt.Local().Format(time.RFC3339), m.ReceivedAt.Local().Format(time.RFC3339),
-		m.ClientIP, m.HELO, m.Direction, m.Size)
-	fmt.Fprintf(w, "Envelope:    %s → %s\nFrom:        %s\nSubject:     %s\nMessage-ID:  %s\n",
-		orDash(m.MailFrom), strings.Join(m.Rcpts, ", "), m.From, m.Subject, m.MessageID)
-	fmt.Fprintf(w, "Decision:    %s (score %g)", m.Action, m.Score)
-	if rep.Rule != "" {
-		fmt.Fprintf(w, " by rule %s", rep.Rule)
-	}
-	fmt.Fprintln(w)
-	if m.State == store.Held {
-		fmt.Fprintf(w, "Hold until:  %s\n", m.HoldUntil.Local().Format(time.RFC3339))
-	}
-	if a := rep.Auth; a != nil {
-		fmt.Fprintf(w, "Auth:        spf=%s (%s) dmarc=%s (%s, policy %s)", a.SPF.Status, orDash(a.SPF.Domain),
-			a.DMARC.Status, orDash(a.DMARC.HeaderFrom), orDash(a.DMARC.Policy))
-		for _, d := range a.DKIM {
-			fmt.Fprintf(w, " dkim=%s (%s/%s)", d.Status, d.Domain, d.Selector)
-		}
-		fmt.Fprintln(w)
-	}
-	fmt.Fprintln(w, "Reasons:")
-	for _, e := range rep.Explain {
-		line := "  " + e.Reason
-		if e.Path != "" {
-			line += " [" + e.Path + "]"
-		}
-		if e.Detail != "" {
-			line += ": " + e.Detail
-		}
-		if e.Rule != "" {
-			line += "  (rule " + e.Rule + ")"
-		}
-		fmt.Fprintln(w, line)
-	}
-	if len(rep.Files) > 0 {
-		fmt.Fprintln(w, "Files:")
-	}
-	for _, f := range rep.Files {
-		line := fmt.Sprintf("  %s%s  %s  %d bytes  %s", strings.Repeat("  ", f.Depth), clip(f.Path, 80), f.Type, f.Size, f.SHA256)
-		if f.Encrypted {
-			line += "  encrypted"
-			if f.Decrypted {
-				line += " (decrypted, " + f.PasswordSource + " password)"
-			}
-		}
-		fmt.Fprintln(w, line)
-		for _, fd := range f.Findings {
-			fmt.Fprintf(w, "  %s    %s: %s\n", strings.Repeat("  ", f.Depth), fd.Tag, fd.Detail)
-		}
-	}
-	for _, e := range rep.Errors {
-		fmt.Fprintf(w, "Error:       %s\n", e)
-	}
-	if len(audits) > 0 {
-		fmt.Fprintln(w, "Audit:")
-	}
-	for _, a := range audits {
-		line := fmt.Sprintf("  %s  %s  %s", a.At.Local().Format(time.RFC3339), a.Actor, a.Action)
-		if a.Detail != "" {
-			line += " (" + a.Detail + ")"
-		}
-		if a.Note != "" {
-			line += ": " + a.Note
-		}
-		fmt.Fprintln(w, line)
-	}
-	return nil
-}
-
 // actor is the OS user behind an operator action (the sudo user when run
 // through sudo).
 func actor() string {
@@ -444,6 +416,11 @@ func qAct(action string, args []string, stdin io.Reader, stdout, stderr io.Write
 	}
 	if (len(ids) == 0) == !*all {
 		return usageError(action + " takes message IDs, or --all-matching with filters")
+	}
+	for _, a := range to {
+		if !validAddress(a) {
+			return usageError(fmt.Sprintf("--to %q is not an address", a))
+		}
 	}
 	p, st, err := openStore(*cfg, stderr)
 	if err != nil {
@@ -581,6 +558,7 @@ func qExport(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("quarantine export", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfg := configFlag(fs)
+	note := fs.String("note", "", "why (recorded in the audit trail)")
 	ids, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -593,16 +571,41 @@ func qExport(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer st.Close()
-	f, err := st.Open(context.Background(), ids[0])
+	ctx := context.Background()
+	m, err := st.Get(ctx, ids[0])
+	if err != nil {
+		return err
+	}
+	f, err := st.Open(ctx, m.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("%s (%s): its content is no longer kept (deleted, or past its retention)", m.ID, m.State)
+	}
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	if err := st.AddAudit(context.Background(), store.Audit{MsgID: ids[0], Actor: actor(), Action: "export"}); err != nil {
+	// The audit entry comes first: an export that was not recorded must
+	// not happen.
+	if err := st.AddAudit(ctx, store.Audit{MsgID: m.ID, Actor: actor(), Action: "export", Note: *note}); err != nil {
 		return err
 	}
 	_, err = io.Copy(stdout, f)
 	return err
+}
+
+// validAddress accepts what may go into RCPT TO: local@domain without
+// spaces, angle brackets or control characters.
+func validAddress(a string) bool {
+	at := strings.LastIndexByte(a, '@')
+	if at <= 0 || at == len(a)-1 || len(a) > 320 {
+		return false
+	}
+	for _, r := range a {
+		if r <= ' ' || r == 0x7f || r == '<' || r == '>' || r == ',' {
+			return false
+		}
+	}
+	return true
 }
 
 func joinTags(ts []reason.Tag) string {
