@@ -287,13 +287,15 @@ func (c *Config) threadSignals(m *Message, h *History, s *Signals) {
 			}
 		}
 		la, look := FindLookalike(domainOf(sender), protected)
+		if look {
+			s.Findings = append(s.Findings, reason.Finding{Tag: reason.LookalikeDomain,
+				Detail: fmt.Sprintf("sender domain %s imitates thread participant domain %s (%s)", la.Domain, la.Target, la.Why)})
+		}
 		switch {
 		case reuse != "":
 			hijack(fmt.Sprintf("reply into a known thread from %s, which never took part, under the display name of participant %s", sender, reuse))
 		case look:
 			hijack(fmt.Sprintf("reply into a known thread from %s, a lookalike of participant domain %s", sender, la.Target))
-			s.Findings = append(s.Findings, reason.Finding{Tag: reason.LookalikeDomain,
-				Detail: fmt.Sprintf("sender domain %s imitates thread participant domain %s (%s)", la.Domain, la.Target, la.Why)})
 		case !domains[domainOf(sender)]:
 			hijack(fmt.Sprintf("reply into a known thread from %s, an address and domain that never took part", sender))
 		}
