@@ -54,8 +54,8 @@ func wantExternal(t *testing.T, diags hcl.Diagnostics, want string) {
 func TestCheckExternalYARASyntaxError(t *testing.T) {
 	dir := t.TempDir()
 	p := yaraPolicy(t, dir, `["./rules/*.yar"]`, map[string]string{
-		"good.yar": "rule good { condition: filesize > 0 }\n",
-		"bad.yar": "/*\n  A rule with a typo.\n*/\n\nrule bad\n{\n    strings:\n        $a = \"invoice\" nocase\n        $b = \"payload\" junk\n    condition:\n        $a and $b\n}\n",
+		"good.yar":   "rule good { condition: filesize > 0 }\n",
+		"bad.yar":    "/*\n  A rule with a typo.\n*/\n\nrule bad\n{\n    strings:\n        $a = \"invoice\" nocase\n        $b = \"payload\" junk\n    condition:\n        $a and $b\n}\n",
 		"parent.yar": "include \"inc/child.inc\"\nrule parent { condition: child }\n",
 	})
 	if err := os.MkdirAll(filepath.Join(dir, "rules", "inc"), 0o755); err != nil {
