@@ -320,9 +320,7 @@ func (g *Gateway) recordMessage(ctx context.Context, m *store.Message, rep *Repo
 		r.Outcome = thread.OutcomeDelivered
 	default:
 		r.Outcome = thread.OutcomeQuarantined
-		if len(rep.Reasons) > 0 {
-			r.Verdict = string(rep.Reasons[0])
-		}
+		r.Verdict = string(maliciousVerdict(rep.Reasons))
 	}
 	inbound := m.Direction == "inbound"
 	if inbound {
@@ -343,6 +341,21 @@ func (g *Gateway) recordMessage(ctx context.Context, m *store.Message, rep *Repo
 		g.linkAfterRecord(ctx, m, r, st, ts)
 	}
 	g.conv.maybePurge(g, p)
+}
+
+// maliciousVerdict is the first reason that says the content itself is
+// dangerous (not merely unknown or unopened), or "". A password mail shares
+// the fate of its archive only for these.
+func maliciousVerdict(reasons []reason.Tag) reason.Tag {
+	for _, t := range reasons {
+		switch t {
+		case reason.MalwareYARA, reason.MalwareSandbox, reason.BlockedFile, reason.URLBlocklisted,
+			reason.ArchiveBomb, reason.ExecAttachment, reason.LNKInContainer, reason.HTMLSmuggling,
+			reason.MacroDocument, reason.OneNoteEmbeddedFile, reason.RTLOFilename, reason.ThreadHijack:
+			return t
+		}
+	}
+	return ""
 }
 
 // linkAfterRecord wakes the messages a newly recorded one matters to: the
