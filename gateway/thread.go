@@ -27,6 +27,41 @@ type conversations struct {
 	loadedAt  time.Time
 	purgedAt  time.Time
 	purging   bool
+
+	// jobs are the records written after the reply, in order, by one
+	// worker (started with the first job): the conversation memory is
+	// not on the SMTP reply path, and a message recorded twice (held,
+	// then decided) keeps its order.
+	jobs     chan func(context.Context)
+	startJob sync.Once
+}
+
+// recordQueue bounds the records waiting for the worker; past it the
+// caller records itself (backpressure instead of unbounded memory).
+const recordQueue = 4096
+
+// later runs job on the worker, or now when the gateway is not serving
+// (a CLI process may exit right after) or the queue is full.
+func (c *conversations) later(g *Gateway, job func(context.Context)) {
+	g.mu.Lock()
+	serving := g.server != nil
+	g.mu.Unlock()
+	if serving {
+		c.startJob.Do(func() {
+			c.jobs = make(chan func(context.Context), recordQueue)
+			go func() {
+				for j := range c.jobs {
+					j(context.Background())
+				}
+			}()
+		})
+		select {
+		case c.jobs <- job:
+			return
+		default:
+		}
+	}
+	job(context.Background())
 }
 
 const (
@@ -332,15 +367,41 @@ func (g *Gateway) recordMessage(ctx context.Context, m *store.Message, rep *Repo
 			}
 		}
 	}
-	if err := g.conv.store.Record(ctx, r); err != nil {
-		log.Error("conversation record failed", "err", err)
-		return
+	trapped := inbound && trapFinding(rep)
+	from := ""
+	if ts.msg.From.Addr != "" {
+		from = ts.msg.From.Addr
 	}
-	if inbound {
-		g.flagTrapSender(ctx, m, rep)
-		g.linkAfterRecord(ctx, m, r, st, ts)
+	mc := *m
+	g.conv.later(g, func(ctx context.Context) {
+		if err := g.conv.store.Record(ctx, r); err != nil {
+			log.Error("conversation record failed", "err", err)
+			return
+		}
+		if trapped {
+			g.flagTrapSender(ctx, &mc, from, ts.cfg)
+		}
+		if inbound {
+			g.linkAfterRecord(ctx, &mc, r, st, ts)
+		}
+		g.conv.maybePurge(g, p)
+	})
+}
+
+// trapFinding reports whether the message went to a trap address (or its
+// sender is flagged by one).
+func trapFinding(rep *Report) bool {
+	for _, f := range rep.Findings {
+		if f.Tag == reason.TrapRecipient {
+			return true
+		}
 	}
-	g.conv.maybePurge(g, p)
+	for _, t := range rep.Reasons {
+		if t == reason.TrapRecipient {
+			return true
+		}
+	}
+	return false
 }
 
 // maliciousVerdict is the first reason that says the content itself is
@@ -400,25 +461,11 @@ func (g *Gateway) linkAfterRecord(ctx context.Context, m *store.Message, r threa
 // flagTrapSender: mail to a trap address flags its sender; the sender's
 // other held or queued messages are quarantined now (which cancels their
 // deliveries), later ones by the trap_recipient finding of stageThread.
-func (g *Gateway) flagTrapSender(ctx context.Context, m *store.Message, rep *Report) {
-	trapped := false
-	for _, f := range rep.Findings {
-		if f.Tag == reason.TrapRecipient {
-			trapped = true
-		}
-	}
-	for _, t := range rep.Reasons {
-		if t == reason.TrapRecipient {
-			trapped = true
-		}
-	}
-	if !trapped {
-		return
-	}
+func (g *Gateway) flagTrapSender(ctx context.Context, m *store.Message, from string, cfg thread.Config) {
 	var addrs []string
-	for _, a := range []string{m.MailFrom, rep.thread.msg.From.Addr} {
+	for _, a := range []string{m.MailFrom, from} {
 		a = strings.ToLower(a)
-		if a != "" && !rep.thread.cfg.Local(a) && !containsStr(addrs, a) {
+		if a != "" && !cfg.Local(a) && !containsStr(addrs, a) {
 			addrs = append(addrs, a)
 		}
 	}
