@@ -173,7 +173,7 @@ func showText(w io.Writer, sh *shown) {
 		}
 		fmt.Fprintln(w)
 	}
-	showReasons(w, &rep)
+	showReasons(w, &rep, m.Reasons)
 	showFiles(w, &rep)
 	showYARA(w, &rep)
 	showSandbox(w, &rep, sh)
@@ -183,8 +183,11 @@ func showText(w io.Writer, sh *shown) {
 	showAudit(w, sh.audits)
 }
 
-func showReasons(w io.Writer, rep *storedReport) {
+func showReasons(w io.Writer, rep *storedReport, tags []string) {
 	fmt.Fprintln(w, "Reasons:")
+	if len(rep.Explain) == 0 {
+		fmt.Fprintln(w, "  "+safe(orDash(strings.Join(tags, ", "))))
+	}
 	for _, e := range rep.Explain {
 		line := "  " + e.Reason
 		if e.Path != "" {
