@@ -82,7 +82,7 @@ type threadState struct {
 	cfg     thread.Config
 	msg     thread.Message
 	parents []thread.Record
-	key     string   // thread key
+	key     string // thread key
 	rel     thread.Relation
 	tried   []string // ids of the related mails whose passwords were tried
 	locked  bool     // an encrypted archive stayed locked
