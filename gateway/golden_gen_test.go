@@ -79,7 +79,7 @@ func (k *kit) dkimRecord() string {
 }
 
 // sign adds a DKIM-Signature of partner.example (selector sel).
-func (k *kit) sign(t *testing.T, msg []byte) []byte {
+func (k *kit) sign(t testing.TB, msg []byte) []byte {
 	t.Helper()
 	var b bytes.Buffer
 	err := dkim.Sign(&b, bytes.NewReader(msg), &dkim.SignOptions{
@@ -427,7 +427,7 @@ func writeGolden(t *testing.T, name string, f goldenFiles) {
 }
 
 // loadDKIMKey reads the committed signing key, creating it on first use.
-func loadDKIMKey(t *testing.T) ed25519.PrivateKey {
+func loadDKIMKey(t testing.TB) ed25519.PrivateKey {
 	t.Helper()
 	p := filepath.Join("testdata", "dkim-ed25519.pem")
 	b, err := os.ReadFile(p)

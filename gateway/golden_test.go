@@ -364,7 +364,7 @@ func loadEnv(t *testing.T, path string) goldenEnv {
 
 // loadZone reads NN-name.dns into a fake resolver with miekg/dns's zone
 // parser. A missing file is an empty zone (every name NXDOMAIN).
-func loadZone(t *testing.T, path string) *dnstest.Resolver {
+func loadZone(t testing.TB, path string) *dnstest.Resolver {
 	t.Helper()
 	r := &dnstest.Resolver{TXT: map[string][]string{}, A: map[string][]string{}, AAAA: map[string][]string{},
 		MX: map[string][]*net.MX{}, PTR: map[string][]string{}, CNAME: map[string]string{}}
