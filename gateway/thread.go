@@ -85,9 +85,6 @@ type threadState struct {
 	key     string // thread key
 	rel     thread.Relation
 	tried   []string // ids of the related mails whose passwords were tried
-	locked  bool     // an encrypted archive stayed locked
-	opened  bool     // an archive opened with a password from the thread
-	pending bool     // thread.password_pending
 	lookErr bool     // the lookup failed: the facts are incomplete
 }
 
@@ -225,14 +222,12 @@ func (g *Gateway) linkPasswords(ctx context.Context, st *stages, env Envelope, m
 		if err := g.tryThreadPasswords(ctx, st, msg, size, opt, rep, ts, related); err != nil {
 			return err
 		}
-		fl := messageFlags(rep, false)
-		ts.locked, ts.opened = fl&thread.FlagLocked != 0, fl&thread.FlagThreadOpened != 0
+		stillLocked := messageFlags(rep, false)&thread.FlagLocked != 0
 		inWindow := now.Before(env.Received.Add(p.Conversations.Window))
 		if !opt.HoldUntil.IsZero() && !now.Before(opt.HoldUntil) {
 			inWindow = false // the hold deadline passed: decide now
 		}
-		ts.pending = ts.locked && inWindow
-		rep.facts.Thread.PasswordPending = ts.pending
+		rep.facts.Thread.PasswordPending = stillLocked && inWindow
 		return nil
 	}
 	if len(rep.walk.Passwords) == 0 {
