@@ -315,6 +315,9 @@ func (g *Gateway) decide(st *stages, opt InspectOptions, rep *Report) {
 	if rep.Findings == nil {
 		rep.Findings = []reason.Finding{}
 	}
+	if rep.Explain == nil {
+		rep.Explain = []policy.Explanation{} // [] like files and findings, never null
+	}
 	for _, e := range d.Errors {
 		rep.Errors = append(rep.Errors, e)
 		g.log.Error("rule failed", "msg_id", rep.ID, "err", e)
