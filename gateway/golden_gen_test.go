@@ -1,12 +1,14 @@
 package gateway
 
 // The golden fixtures in testdata/ are written by TestGenerateGoldenFixtures
-// from the recipes below, so that every binary attachment is reproducible:
-// edit a recipe, run `go test ./gateway -run Golden -update`, and review
-// the changed .eml and .want.json files like code. Archives made by zip and
-// 7z carry random salts, and DKIM signatures a fresh t=, so regenerating
-// changes those bytes (and the sha256 in the .want.json files) even when
-// nothing else changed.
+// from the recipes below, so that every binary attachment is reproducible.
+// `go test ./gateway -run Golden -update` writes the fixtures of new
+// recipes and rewrites every .want.json; after editing a recipe, add
+// -regenerate to rewrite all fixtures. Review the changed files like code.
+// Archives made by zip and 7z carry random salts, ISO images and DKIM
+// signatures the current time, so regenerating changes those bytes (and
+// the sha256 in the .want.json files) even when nothing else changed:
+// that is why existing fixtures are kept unless asked.
 
 import (
 	"archive/zip"
@@ -22,6 +24,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"flag"
 	"fmt"
 	"mime"
 	"os"
@@ -368,6 +371,9 @@ func generateGolden(t *testing.T) {
 		generateOnce.failed = true
 		k := &kit{key: loadDKIMKey(t), dir: t.TempDir()}
 		for _, r := range goldenRecipes {
+			if _, err := os.Stat(filepath.Join("testdata", r.name+".eml")); err == nil && !*regenerate {
+				continue
+			}
 			files := r.build(t, k)
 			if t.Failed() || t.Skipped() {
 				return
@@ -381,8 +387,11 @@ func generateGolden(t *testing.T) {
 	}
 }
 
-// TestGenerateGoldenFixtures rewrites testdata/NN-name.{eml,dns,env,hcl,
-// verdicts.json} from the recipes; it runs only with -update.
+var regenerate = flag.Bool("regenerate", false, "with -update: rewrite every golden fixture, not only missing ones")
+
+// TestGenerateGoldenFixtures writes testdata/NN-name.{eml,dns,env,hcl,
+// verdicts.json} from the recipes; it runs only with -update, and keeps
+// existing fixtures unless -regenerate is given.
 func TestGenerateGoldenFixtures(t *testing.T) {
 	if !*update {
 		t.Skip("run with -update to regenerate the golden fixtures")

@@ -14,8 +14,9 @@ package gateway
 //	NN-name.want.json      the decision JSON (scan --json), with id and
 //	                       took_ms removed and inspected_at on the fixed clock
 //
-// `go test ./gateway -run Golden -update` regenerates the fixtures (see
-// golden_gen_test.go) and rewrites the .want.json files; review the diff.
+// `go test ./gateway -run Golden -update` rewrites the .want.json files
+// (and writes the fixtures of new recipes, see golden_gen_test.go; add
+// -regenerate to rebuild them all); review the diff.
 
 import (
 	"bytes"
@@ -42,7 +43,7 @@ import (
 	"github.com/mailguard/mailguard/store/sqlite"
 )
 
-var update = flag.Bool("update", false, "regenerate the golden fixtures and rewrite the .want.json files")
+var update = flag.Bool("update", false, "rewrite the golden .want.json files (and write missing fixtures)")
 
 // goldenCases is the reviewer's table: the reason tag each case exists
 // for and the action mailguard must take. The .want.json files hold the
