@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/mailguard/mailguard/attach"
 	"github.com/mailguard/mailguard/policy"
@@ -105,11 +106,26 @@ func (g *Gateway) newSandbox(p *policy.Policy) (*sandbox.Scheduler, error) {
 	return sandbox.New(sandbox.Config{
 		Client: client, Store: g.sbStore, Search: *s.SearchFirst, VerdictTTL: s.TTL,
 		MaxInFlight: s.MaxConcurrent, MaxWait: s.Hold, Now: g.now, Log: g.log,
-		OnVerdict: g.onVerdict,
+		// The poller's budget follows the wire limit, so that a burst of
+		// verdicts is polled as fast as the sandbox allows.
+		RequestsPerSecond: float64(s.RequestsPerMinute) / 60,
+		Backoff:           sandboxBackoff(s.Poll),
+		OnVerdict:         g.onVerdict,
 		Reopen: func(ctx context.Context, t sandbox.Task) (io.ReadCloser, error) {
 			return g.st.OpenBlob(ctx, t.SHA256)
 		},
 	})
+}
+
+// sandboxBackoff derives the scheduler's delays from sandbox.poll_interval
+// (docs/policy.md): the first poll after it, later polls from a quarter of
+// it up to twice it, the first retry after a failure after it or 10s,
+// whichever is shorter. The default of 60s gives the scheduler's defaults.
+func sandboxBackoff(poll time.Duration) sandbox.Backoff {
+	if poll <= 0 {
+		poll = policy.DefaultSandboxPoll
+	}
+	return sandbox.Backoff{FirstPoll: poll, Poll: poll / 4, PollMax: 2 * poll, Retry: min(poll, 10*time.Second)}
 }
 
 // onVerdict queues the re-decision of every held message with that file.

@@ -48,6 +48,8 @@ const (
 	DefaultSandboxRPM        = 60
 	DefaultSandboxCacheTTL   = 7 * 24 * time.Hour
 	DefaultSandboxAnalysis   = 5 * time.Minute
+	DefaultSandboxPoll       = time.Minute
+	MinSandboxPoll           = time.Second
 
 	DefaultIPRejectScore   = 3.0
 	DefaultIPTagScore      = 1.0
@@ -62,6 +64,12 @@ const (
 
 	DefaultScoreQuarantine = 10.0
 	DefaultScoreTag        = 4.0
+
+	DefaultRetainDelivered   = 30 * 24 * time.Hour
+	DefaultRetainQuarantined = 90 * 24 * time.Hour
+	DefaultRetainRejected    = 7 * 24 * time.Hour
+	DefaultRetainRecords     = 365 * 24 * time.Hour
+	DefaultRetentionInterval = time.Hour
 
 	DefaultOnError = "tempfail"
 	DefaultLevel   = "info"

@@ -29,6 +29,7 @@ type Config struct {
 	Lists         *Lists         `hcl:"lists,block"`
 	Scoring       *Scoring       `hcl:"scoring,block"`
 	Log           *Log           `hcl:"log,block"`
+	Retention     *Retention     `hcl:"retention,block"`
 	Rules         []*RuleBlock   `hcl:"rule,block"`
 	Settings      *RulesSettings `hcl:"rules,block"`
 	Body          hcl.Body       `hcl:",body"`
@@ -176,11 +177,15 @@ type Sandbox struct {
 	CacheTTL          string   `hcl:"cache_ttl,optional"`
 	AnalysisTimeout   string   `hcl:"analysis_timeout,optional"`
 	SearchFirst       *bool    `hcl:"search_first,optional"`
+	PollInterval      string   `hcl:"poll_interval,optional"`
 	Body              hcl.Body `hcl:",body"`
 
 	Hold     time.Duration
 	TTL      time.Duration
 	Analysis time.Duration
+	// Poll is the wait after an upload before the first status poll; later
+	// polls start at a quarter of it and back off to twice it.
+	Poll time.Duration
 }
 
 // Reputation is the `reputation` block.
@@ -255,6 +260,36 @@ type Log struct {
 	Events string   `hcl:"events,optional"`
 	Syslog bool     `hcl:"syslog,optional"`
 	Body   hcl.Body `hcl:",body"`
+}
+
+// Retention is the `retention` block: how long mailguard keeps what it no
+// longer needs. Each age counts from the moment the message reached its
+// current state (delivered, rejected, quarantined, deleted). "forever"
+// turns a purge off. Held, queued, released and in-flight messages are
+// never purged.
+type Retention struct {
+	// Delivered is how long the spool bytes of delivered and bounced mail
+	// are kept: the window in which `mailguard hunt --yara` can re-scan.
+	Delivered string `hcl:"delivered,optional"`
+	// Quarantined is how long a quarantined message waits for review
+	// before it is deleted (content removed, record and audit kept).
+	Quarantined string `hcl:"quarantined,optional"`
+	// Rejected is how long the bytes of rejected (and tempfailed) mail are
+	// kept as evidence.
+	Rejected string `hcl:"rejected,optional"`
+	// Records is how long the rows, file index and audit trail of finished
+	// messages (delivered, bounced, rejected, deleted) are kept.
+	Records string `hcl:"records,optional"`
+	// Interval is how often serve runs the purge.
+	Interval string   `hcl:"interval,optional"`
+	Body     hcl.Body `hcl:",body"`
+
+	// Validated values; zero means keep forever.
+	KeepDelivered   time.Duration
+	KeepQuarantined time.Duration
+	KeepRejected    time.Duration
+	KeepRecords     time.Duration
+	Every           time.Duration
 }
 
 // RulesSettings is the `rules` block.

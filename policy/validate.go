@@ -191,12 +191,14 @@ func (p *Policy) validate(v *validator) {
 	p.validateConversations(v)
 	p.validateLists(v)
 	p.validateScoring(v)
+	p.validateRetention(v)
 	if p.Log == nil {
 		p.Log = &Log{}
 	}
 	if p.Log.Level == "" {
 		p.Log.Level = DefaultLevel
 	}
+	p.Log.Events = p.Path(p.Log.Events)
 	v.oneOf(p.Log.Body, "level", p.Log.Level, "debug", "info", "warn", "error")
 	if p.Settings == nil {
 		p.Settings = &RulesSettings{}
@@ -414,6 +416,11 @@ func (p *Policy) validateSandboxes(v *validator) {
 		s.TTL = v.duration(s.Body, "cache_ttl", s.CacheTTL, DefaultSandboxCacheTTL)
 		s.Analysis = v.duration(s.Body, "analysis_timeout", s.AnalysisTimeout, DefaultSandboxAnalysis)
 		s.SearchFirst = defBool(s.SearchFirst, true)
+		s.Poll = v.duration(s.Body, "poll_interval", s.PollInterval, DefaultSandboxPoll)
+		if s.Poll < MinSandboxPoll {
+			v.errf(s.Body, "poll_interval", -1, "poll interval too short", "%q: at least %s", s.PollInterval, MinSandboxPoll)
+			s.Poll = DefaultSandboxPoll
+		}
 	}
 }
 
@@ -532,4 +539,46 @@ func contains(l []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// retentionAge parses a retention age: a duration, or "forever" (0: never
+// purge).
+func (v *validator) retentionAge(body hcl.Body, name, s string, def time.Duration) time.Duration {
+	if s == "forever" {
+		return 0
+	}
+	return v.duration(body, name, s, def)
+}
+
+func (p *Policy) validateRetention(v *validator) {
+	if p.Retention == nil {
+		p.Retention = &Retention{}
+	}
+	r := p.Retention
+	r.KeepDelivered = v.retentionAge(r.Body, "delivered", r.Delivered, DefaultRetainDelivered)
+	r.KeepQuarantined = v.retentionAge(r.Body, "quarantined", r.Quarantined, DefaultRetainQuarantined)
+	r.KeepRejected = v.retentionAge(r.Body, "rejected", r.Rejected, DefaultRetainRejected)
+	r.KeepRecords = v.retentionAge(r.Body, "records", r.Records, DefaultRetainRecords)
+	r.Every = v.duration(r.Body, "interval", r.Interval, DefaultRetentionInterval)
+	if r.KeepRecords == 0 {
+		return
+	}
+	// A record purge removes the message's bytes with its row: content
+	// windows longer than the record window are cut short.
+	for _, c := range []struct {
+		name string
+		d    time.Duration
+	}{{"delivered", r.KeepDelivered}, {"rejected", r.KeepRejected}} {
+		if c.d == 0 || c.d > r.KeepRecords {
+			v.warnf(r.Body, c.name, -1, "retention longer than records",
+				"%s content is kept only as long as its record (records = %q)", c.name, orString(r.Records, "365d"))
+		}
+	}
+}
+
+func orString(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }

@@ -238,4 +238,14 @@ type Store interface {
 	Recover(ctx context.Context) (Recovery, error)
 	// Close releases the store.
 	Close() error
+
+	// Purge applies retention once (see Retention for what goes and what
+	// never does) and says what it removed. Every step is idempotent and
+	// conditional, so it is safe beside running workers, the CLI and other
+	// nodes purging at the same time.
+	Purge(ctx context.Context, r Retention) (Purged, error)
+	// MessageIDs returns the IDs of the messages matching f, newest first,
+	// as List would order them, without loading the rows: work over many
+	// messages (hunt) stays in bounded memory.
+	MessageIDs(ctx context.Context, f Filter) ([]string, error)
 }

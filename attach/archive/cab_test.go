@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/flate"
 	"encoding/binary"
+	"path/filepath"
 	"testing"
 )
 
@@ -114,11 +115,52 @@ func TestCAB(t *testing.T) {
 	}
 }
 
-func TestCABLZXWithout7z(t *testing.T) {
-	data := buildCAB(t, []rarFile{{name: "a.txt", data: []byte("x")}}, cabNone)
-	binary.LittleEndian.PutUint16(data[36+6:], cabLZX|15<<8)
-	w := walkBytes(t, CAB, data, Options{SevenZipPath: "-"})
-	if w.res.Unsupported != "cab: lzx" || !w.res.HasProblem(ProblemUnsupportedMethod) {
-		t.Errorf("LZX without 7z: %+v", w.res)
+// TestCABLZX: a real LZX cabinet (the one inside ClamAV's InstallShield
+// sample) goes through the 7z fallback; without 7z its names are listed
+// and it is reported unsupported.
+func TestCABLZX(t *testing.T) {
+	need(t, "7z")
+	needClamAV(t)
+	exe := readFile(t, filepath.Join(clamDir, "clam_IScab_ext.exe"))
+	i := bytes.Index(exe, []byte("MSCF\x00\x00\x00\x00"))
+	if i < 0 {
+		t.Fatal("no cabinet in clam_IScab_ext.exe")
+	}
+	cab := exe[i : i+int(binary.LittleEndian.Uint32(exe[i+8:]))]
+	w := walkBytes(t, CAB, cab, Options{})
+	var total int64
+	for _, e := range w.entries {
+		if int64(len(w.content[e.Name])) != e.Size {
+			t.Errorf("%s: %d bytes, listed %d", e.Name, len(w.content[e.Name]), e.Size)
+		}
+		total += e.Size
+	}
+	if w.res.Entries != 13 || total != 1796193 || len(w.res.Problems) > 0 {
+		t.Errorf("via 7z: %d entries, %d bytes, problems %v", w.res.Entries, total, w.res.Problems)
+	}
+	w = walkBytes(t, CAB, cab, Options{SevenZipPath: "-"})
+	if w.res.Entries != 13 || len(w.content) != 0 || w.res.Unsupported != "cab: lzx" {
+		t.Errorf("without 7z: %d entries, %d with content, unsupported %q", w.res.Entries, len(w.content), w.res.Unsupported)
+	}
+}
+
+// TestWIMVia7z: a format with no Go reader at all (WIM, made here by 7z)
+// is sniffed, listed and streamed through 7z, or reported unsupported.
+func TestWIMVia7z(t *testing.T) {
+	need(t, "7z")
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"Windows/System32/evil.dll": "MZ evil", "readme.txt": "hi"})
+	run(t, dir, "7z", "a", "-bd", "-twim", "x.wim", "Windows", "readme.txt")
+	data := readFile(t, filepath.Join(dir, "x.wim"))
+	if got := Sniff(bytes.NewReader(data), int64(len(data))); got != WIM {
+		t.Fatalf("Sniff = %q", got)
+	}
+	w := walkBytes(t, WIM, data, Options{})
+	if string(w.content["Windows/System32/evil.dll"]) != "MZ evil" || string(w.content["readme.txt"]) != "hi" {
+		t.Errorf("via 7z: entries %+v problems %v", w.entries, w.res.Problems)
+	}
+	w = walkBytes(t, WIM, data, Options{SevenZipPath: "-"})
+	if w.res.Unsupported == "" || w.res.Entries != 0 {
+		t.Errorf("without 7z: %+v", w.res)
 	}
 }

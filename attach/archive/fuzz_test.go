@@ -80,6 +80,8 @@ func FuzzRAR(f *testing.F) {
 	f.Add(buildRAR5(f, files, rar5Opts{password: "infected", kdfLog: 4}))
 	f.Add(buildRAR5(f, files, rar5Opts{password: "infected", encryptHeaders: true, kdfLog: 4}))
 	f.Add(buildRAR4(f, files, false))
+	f.Add(buildRAR4Enc(f, files, true, "infected", false))
+	f.Add(buildRAR4Enc(f, files, false, "infected", true))
 	f.Fuzz(func(t *testing.T, data []byte) { fuzzWalk(t, RAR, data) })
 }
 

@@ -46,6 +46,7 @@ func TestMutatedSeeds(t *testing.T) {
 		seed{RAR, buildRAR5(t, files, rar5Opts{solid: true})},
 		seed{RAR, buildRAR5(t, files, rar5Opts{password: "infected", encryptHeaders: true, kdfLog: 4})},
 		seed{RAR, buildRAR4(t, files, false)},
+		seed{RAR, buildRAR4Enc(t, files, false, "infected", true)},
 		seed{CAB, buildCAB(t, files[1:], cabMSZIP)},
 		seed{Zip, overlapZip(t, 3)})
 	rounds := 150

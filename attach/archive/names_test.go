@@ -2,6 +2,7 @@ package archive
 
 import (
 	"archive/tar"
+	"archive/zip"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -155,6 +156,46 @@ func TestPasswordNeverReported(t *testing.T) {
 			if strings.Contains(all, canary) {
 				t.Errorf("%s: the password leaks: %s", name, all)
 			}
+		}
+	}
+}
+
+// TestWrongKeyPassesQuickCheck: a wrong candidate that passes the cheap
+// check (the ZipCrypto check byte; RAR 3.x has none at all) on a large
+// stored member is still rejected, so the right candidate after it wins.
+func TestWrongKeyPassesQuickCheck(t *testing.T) {
+	need(t, "zip")
+	dir := t.TempDir()
+	big := bytes.Repeat([]byte("stored and large, 0123456789abcdef\n"), 60000) // 2.1 MB
+	writeFiles(t, dir, map[string]string{"big.bin": string(big)})
+	run(t, dir, "zip", "-q", "-0", "-P", "right", "zc.zip", "big.bin")
+	data := readFile(t, filepath.Join(dir, "zc.zip"))
+	w := &walker{ra: bytes.NewReader(data), size: int64(len(data))}
+	zr, err := zip.NewReader(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := w.zipMemberOf(zr.File[0])
+	head := data[m.dataOff : m.dataOff+12]
+	impostor := ""
+	for i := 0; impostor == "" && i < 100000; i++ {
+		if cand := fmt.Sprintf("w%d", i); zipCryptoKeyFor(m, head, cand) != nil {
+			impostor = cand
+		}
+	}
+	if impostor == "" {
+		t.Fatal("no candidate passing the check byte found")
+	}
+	rar := buildRAR4Enc(t, []rarFile{{name: "big.bin", data: big}}, false, "right", false)
+	for _, c := range []struct {
+		f     Format
+		data  []byte
+		wrong string
+	}{{Zip, data, impostor}, {RAR, rar, "wrong"}} {
+		got := walkBytes(t, c.f, c.data, Options{Passwords: []Password{{c.wrong, "body"}, {"right", "thread"}}})
+		e, _ := got.entry("big.bin")
+		if !bytes.Equal(got.content["big.bin"], big) || e.PasswordSource != "thread" {
+			t.Errorf("%s: %d bytes, entry %+v, problems %v", c.f, len(got.content["big.bin"]), e, got.res.Problems)
 		}
 	}
 }

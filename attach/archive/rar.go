@@ -253,13 +253,18 @@ func (rw *rarWalk) unlock(n int) (io.Reader, error) {
 		}
 	}
 	i, err := w.unlock(func(pw string, remembered bool) (bool, error) {
-		r, _, err := rw.seek(&pw, n)
+		r, h, err := rw.seek(&pw, n)
 		if err != nil {
 			return false, nil
 		}
 		limit := int64(confirmBytes)
-		if remembered {
+		switch {
+		case remembered:
 			limit = 1
+		case rw.main.version == 4:
+			// RAR 3.x has no password check value, and stored data has no
+			// structure to break: only the CRC at the end tells.
+			limit = max(limit, w.entryCap(h.UnPackedSize)+1)
 		}
 		if _, err := io.CopyN(io.Discard, r, limit); err != nil && !errors.Is(err, io.EOF) {
 			return false, nil

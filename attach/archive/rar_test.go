@@ -29,6 +29,8 @@ func TestRAR(t *testing.T) {
 		{"rar5-hp", buildRAR5(t, rarFiles(), rar5Opts{password: pw, encryptHeaders: true, kdfLog: 10}), true, true},
 		{"rar4", buildRAR4(t, rarFiles(), false), false, false},
 		{"rar4-solid", buildRAR4(t, rarFiles(), true), false, false},
+		{"rar4-password", buildRAR4Enc(t, rarFiles(), false, pw, false), true, false},
+		{"rar4-hp", buildRAR4Enc(t, rarFiles(), false, pw, true), true, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if got := Sniff(bytes.NewReader(c.data), int64(len(c.data))); got != RAR {

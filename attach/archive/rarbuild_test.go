@@ -5,10 +5,12 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/pbkdf2"
+	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/binary"
 	"hash/crc32"
 	"testing"
+	"unicode/utf16"
 )
 
 // No RAR creator exists in Debian main, so the tests build RAR archives
@@ -154,24 +156,83 @@ func buildRAR5(t testing.TB, files []rarFile, o rar5Opts) []byte {
 // buildRAR4 writes a RAR 2.9-4.x archive of stored, unencrypted files.
 func buildRAR4(t testing.TB, files []rarFile, solid bool) []byte {
 	t.Helper()
+	return buildRAR4Enc(t, files, solid, "", false)
+}
+
+// rar3Keys derives the RAR 3.x AES-128 key and IV: SHA-1 over 2^18 rounds
+// of the UTF-16LE password, the salt and a 3-byte counter; every 2^14th
+// round gives an IV byte; the key's 32-bit words are byte-swapped.
+func rar3Keys(pw string, salt []byte) (key, iv []byte) {
+	var p []byte
+	for _, u := range utf16.Encode([]rune(pw)) {
+		p = append(p, byte(u), byte(u>>8))
+	}
+	p = append(p, salt...)
+	h := sha1.New()
+	iv = make([]byte, 16)
+	const rounds = 0x40000
+	for i := 0; i < rounds; i++ {
+		h.Write(p)
+		h.Write([]byte{byte(i), byte(i >> 8), byte(i >> 16)})
+		if i%(rounds/16) == 0 {
+			iv[i/(rounds/16)] = h.Sum(nil)[19]
+		}
+	}
+	key = h.Sum(nil)[:16]
+	for k := key; len(k) >= 4; k = k[4:] {
+		k[0], k[1], k[2], k[3] = k[3], k[2], k[1], k[0]
+	}
+	return key, iv
+}
+
+// buildRAR4Enc writes a RAR 2.9-4.x archive of stored files, with the
+// content AES-128 encrypted when pw is set, and the headers too with
+// encryptHeaders (rar -hp).
+func buildRAR4Enc(t testing.TB, files []rarFile, solid bool, pw string, encryptHeaders bool) []byte {
+	t.Helper()
 	le := binary.LittleEndian
+	salt := []byte("saltsalt")
+	var key, iv []byte
+	if pw != "" {
+		key, iv = rar3Keys(pw, salt)
+	}
 	block := func(typ byte, flags uint16, body, data []byte) []byte {
 		h := []byte{typ}
 		h = le.AppendUint16(h, flags)
 		h = le.AppendUint16(h, uint16(7+len(body)))
 		h = append(h, body...)
 		out := le.AppendUint16(nil, uint16(crc32.ChecksumIEEE(h)))
-		return append(append(out, h...), data...)
+		out = append(out, h...)
+		if encryptHeaders && typ != 0x73 {
+			out = append(out, make([]byte, (16-len(out)%16)%16)...)
+			c, _ := aes.NewCipher(key)
+			enc := make([]byte, len(out))
+			cipher.NewCBCEncrypter(c, iv).CryptBlocks(enc, out)
+			out = append(append([]byte{}, salt...), enc...)
+		}
+		return append(out, data...)
 	}
 	out := []byte("Rar!\x1a\x07\x00")
 	var mflags uint16
 	if solid {
 		mflags |= 0x8
 	}
+	if encryptHeaders {
+		mflags |= 0x80
+	}
 	out = append(out, block(0x73, mflags, make([]byte, 6), nil)...)
 	for _, f := range files {
+		data := f.data
+		flags := uint16(0x8000)
+		if pw != "" && !f.dir {
+			flags |= 0x04 | 0x400
+			padded := append(append([]byte{}, f.data...), make([]byte, (16-len(f.data)%16)%16)...)
+			c, _ := aes.NewCipher(key)
+			data = make([]byte, len(padded))
+			cipher.NewCBCEncrypter(c, iv).CryptBlocks(data, padded)
+		}
 		var b []byte
-		b = le.AppendUint32(b, uint32(len(f.data))) // packed
+		b = le.AppendUint32(b, uint32(len(data)))   // packed
 		b = le.AppendUint32(b, uint32(len(f.data))) // unpacked
 		b = append(b, 3)                            // host OS: Unix
 		b = le.AppendUint32(b, crc32.ChecksumIEEE(f.data))
@@ -179,13 +240,15 @@ func buildRAR4(t testing.TB, files []rarFile, solid bool) []byte {
 		b = append(b, 29, 0x30)            // version 2.9, method store
 		b = le.AppendUint16(b, uint16(len(f.name)))
 		attr := uint32(0o100644)
-		flags := uint16(0x8000)
 		if f.dir {
-			attr, flags = 0o40755, 0x8000|0xe0
+			attr, flags = 0o40755, flags|0xe0
 		}
 		b = le.AppendUint32(b, attr)
 		b = append(b, f.name...)
-		out = append(out, block(0x74, flags, b, f.data)...)
+		if flags&0x400 != 0 {
+			b = append(b, salt...)
+		}
+		out = append(out, block(0x74, flags, b, data)...)
 	}
 	return append(out, block(0x7b, 0x4000, nil, nil)...)
 }

@@ -1,10 +1,12 @@
 package archive
 
 import (
+	"crypto/aes"
 	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
+	"slices"
 
 	"github.com/bodgit/sevenzip"
 )
@@ -165,6 +167,9 @@ func (s *szWalk) unlock(i, folder int) (bool, error) {
 	}
 	w := s.w
 	k, err := w.unlock(func(pw string, remembered bool) (bool, error) {
+		if !remembered && !s.paddingOK(folder, pw) {
+			return false, nil
+		}
 		zr, err := sevenzip.NewReaderWithPassword(w.ra, w.size, pw)
 		if err != nil {
 			return false, nil
@@ -173,12 +178,16 @@ func (s *szWalk) unlock(i, folder int) (bool, error) {
 		if remembered {
 			n = 1
 		}
-		rc, err := zr.File[i].Open()
+		f := zr.File[i]
+		rc, err := f.Open()
 		if err != nil {
 			return false, nil
 		}
 		defer rc.Close()
-		if _, err := io.CopyN(io.Discard, rc, n); err != nil && !errors.Is(err, io.EOF) {
+		// A wrong key can pass as LZMA2 "uncompressed" chunks for a long
+		// way: the CRC decides when the file ends within the trial.
+		r := &crcReader{r: rc, h: crc32.NewIEEE(), want: f.CRC32, check: f.CRC32 != 0, size: -1}
+		if _, err := io.CopyN(io.Discard, r, n); err != nil && !errors.Is(err, io.EOF) {
 			return false, nil
 		}
 		return true, nil
@@ -211,4 +220,61 @@ func (s *szErrReader) Read(p []byte) (int, error) {
 		err = &kindError{ProblemChecksum, fmt.Errorf("decryption failed (wrong password?): %w", err)}
 	}
 	return n, err
+}
+
+// paddingOK checks pw against the end of an encrypted folder's packed
+// stream, before any decoding: 7-Zip pads the AES input with zeros to a
+// whole block, and an LZMA2 stream ends with a 0x00 byte, so the last
+// block decrypted with the right key ends in zeros where the AES coder's
+// declared output ends. A wrong key passes with odds of 2^-8 per such
+// byte. Folders where that cannot be checked pass.
+func (s *szWalk) paddingOK(folder int, pw string) bool {
+	m := s.info.main
+	f := m.folders[folder]
+	var in, out uint64
+	for ci, c := range f.coders {
+		if c.id != szAES || c.in != 1 || c.out != 1 || len(c.props) < 1 {
+			in, out = in+c.in, out+c.out
+			continue
+		}
+		pi := slices.Index(f.packedIn, in) // the AES input must be a packed stream
+		if pi < 0 {
+			return true
+		}
+		off := s.info.start + szSigLen + int64(m.packPos)
+		for _, n := range m.packSizes[:f.firstPack+pi] {
+			off += int64(n)
+		}
+		packed, plain := int64(m.packSizes[f.firstPack+pi]), int64(f.unpack[out])
+		zeros := packed - plain
+		if ci > 0 && f.coders[ci-1].id == szLZMA2 && f.coders[ci-1].in == 1 {
+			prevIn := in - 1 // the LZMA2 coder 7-Zip lists before its AES input
+			for j := range f.bindIn {
+				if f.bindIn[j] == prevIn && f.bindOut[j] == out {
+					zeros++ // the LZMA2 end marker
+				}
+			}
+		}
+		if packed < aes.BlockSize || packed%aes.BlockSize != 0 || zeros <= 0 || zeros > aes.BlockSize {
+			return true
+		}
+		tail := readHead(s.w.ra, s.w.size, off+packed-2*aes.BlockSize, 2*aes.BlockSize)
+		if packed == aes.BlockSize {
+			tail = append(make([]byte, aes.BlockSize), readHead(s.w.ra, s.w.size, off, aes.BlockSize)...)
+		}
+		if len(tail) != 2*aes.BlockSize {
+			return true
+		}
+		last, err := szDecryptBlock(c.props, tail, pw, packed == aes.BlockSize)
+		if err != nil {
+			return true
+		}
+		for _, b := range last[aes.BlockSize-int(zeros):] {
+			if b != 0 {
+				return false
+			}
+		}
+		return true
+	}
+	return true
 }

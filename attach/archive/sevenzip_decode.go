@@ -5,6 +5,7 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -234,27 +235,52 @@ func szDecodeCoder(c szCoder, in []byte, size uint64, pw string, maxDict int64) 
 // szDecryptAES decrypts 7-Zip's AES-256-CBC: the key is SHA-256 over
 // 2^cycles rounds of salt, UTF-16LE password and a 64-bit counter.
 func szDecryptAES(props, in []byte, pw string) ([]byte, error) {
+	block, iv, err := szAESCipher(props, pw)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, len(in)&^(aes.BlockSize-1))
+	cipher.NewCBCDecrypter(block, iv).CryptBlocks(out, in[:len(out)])
+	return out, nil
+}
+
+// szAESCipher reads 7-Zip AES properties (cycles, salt, IV) and derives
+// the cipher for pw.
+func szAESCipher(props []byte, pw string) (cipher.Block, []byte, error) {
 	cycles := int(props[0] & 0x3f)
-	var salt, iv []byte
+	var salt []byte
+	iv := make([]byte, aes.BlockSize)
 	if props[0]&0xc0 != 0 {
 		if len(props) < 2 {
-			return nil, szBad("aes properties")
+			return nil, nil, szBad("aes properties")
 		}
 		saltLen := int(props[0]>>7&1) + int(props[1]>>4)
 		ivLen := int(props[0]>>6&1) + int(props[1]&0x0f)
 		if len(props) < 2+saltLen+ivLen {
-			return nil, szBad("aes properties")
+			return nil, nil, szBad("aes properties")
 		}
-		salt, iv = props[2:2+saltLen], props[2+saltLen:2+saltLen+ivLen]
+		salt = props[2 : 2+saltLen]
+		copy(iv, props[2+saltLen:2+saltLen+ivLen])
 	}
 	block, err := aes.NewCipher(szKey(pw, cycles, salt))
+	return block, iv, err
+}
+
+// szDecryptBlock decrypts the last ciphertext block of a 7-Zip AES stream
+// (tail holds the two last blocks; with first, the only block, whose
+// chaining value is the IV).
+func szDecryptBlock(props, tail []byte, pw string, first bool) ([]byte, error) {
+	block, iv, err := szAESCipher(props, pw)
 	if err != nil {
 		return nil, err
 	}
-	var ivb [aes.BlockSize]byte
-	copy(ivb[:], iv)
-	out := make([]byte, len(in)&^(aes.BlockSize-1))
-	cipher.NewCBCDecrypter(block, ivb[:]).CryptBlocks(out, in[:len(out)])
+	chain := tail[:aes.BlockSize]
+	if first {
+		chain = iv
+	}
+	out := make([]byte, aes.BlockSize)
+	block.Decrypt(out, tail[aes.BlockSize:])
+	subtle.XORBytes(out, out, chain)
 	return out, nil
 }
 

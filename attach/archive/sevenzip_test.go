@@ -2,6 +2,7 @@ package archive
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -105,5 +106,32 @@ func Test7z(t *testing.T) {
 			}
 			t.Logf("40 wrong candidates, 4 tried: %v", time.Since(start))
 		})
+	}
+}
+
+// TestSevenZipPaddingCheck: the block-padding check accepts the right
+// password and rejects wrong ones before any decoding. (A wrong key used
+// to pass the trial decode now and then, as LZMA2 "uncompressed" chunks.)
+func TestSevenZipPaddingCheck(t *testing.T) {
+	const pw = "padding-pw"
+	dir, _ := make7z(t, pw)
+	for _, name := range []string{"enc.7z", "enc-nonsolid.7z"} {
+		data := readFile(t, filepath.Join(dir, name))
+		w := newWalker(context.Background(), SevenZip, bytes.NewReader(data), int64(len(data)), Options{}, nil)
+		info, err := w.szReadHeader()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := &szWalk{w: w, info: info}
+		for fi := range info.main.folders {
+			if !s.paddingOK(fi, pw) {
+				t.Errorf("%s folder %d: right password rejected", name, fi)
+			}
+			for i := range 10 {
+				if s.paddingOK(fi, fmt.Sprintf("wrong-%d", i)) {
+					t.Errorf("%s folder %d: wrong password %d accepted", name, fi, i)
+				}
+			}
+		}
 	}
 }

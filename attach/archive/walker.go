@@ -216,6 +216,14 @@ func (w *walker) callFn(e Entry, r io.Reader) error {
 	return w.fn(e, r)
 }
 
+// entryCap is how much of an entry of the given size may be delivered.
+func (w *walker) entryCap(size int64) int64 {
+	if w.lim.MaxEntryBytes < 0 {
+		return size
+	}
+	return min(size, w.lim.MaxEntryBytes)
+}
+
 // checkDeclared reports an entry whose declared sizes already betray a bomb.
 func (w *walker) checkDeclared(e Entry) {
 	if w.lim.MaxRatio <= 0 || e.Size <= ratioFloor || e.CompressedSize <= 0 {

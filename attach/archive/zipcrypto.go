@@ -112,7 +112,8 @@ const confirmBytes = 1 << 20
 
 // confirm decodes up to confirmBytes of the member with key k and reports
 // whether that went without error (for small AES members the whole MAC is
-// checked first, which needs no decompression).
+// checked first, which needs no decompression; stored ZipCrypto members
+// are read to their CRC, up to MaxEntryBytes).
 func (z *zipWalk) confirm(m *zipMember, method uint16, aes *aesParams, k zipKey) bool {
 	if ak, ok := k.(*aesKey); ok && m.csize <= 64<<20 {
 		if !ak.macOK(m.section(z.w)) {
@@ -123,7 +124,13 @@ func (z *zipWalk) confirm(m *zipMember, method uint16, aes *aesParams, k zipKey)
 	if err != nil {
 		return false
 	}
-	_, err = io.CopyN(io.Discard, r, confirmBytes)
+	n := int64(confirmBytes)
+	if _, zc := k.(*zcKey); zc && method == zipStore {
+		// Stored ZipCrypto data has no structure to break: only the CRC
+		// at the end tells a wrong key (1 in 256 pass the check byte).
+		n = max(n, z.w.entryCap(m.usize)+1)
+	}
+	_, err = io.CopyN(io.Discard, r, n)
 	return err == nil || errors.Is(err, io.EOF)
 }
 
