@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -77,6 +78,14 @@ type Gateway struct {
 	metrics  *http.Server
 
 	conv *conversations // the conversation memory (thread.go)
+
+	// local hands deliveries decided by this process straight to its
+	// workers, leased in the deciding transaction (no separate claim);
+	// slots bounds what may wait there. serving is set while the queue runs.
+	local   chan store.Delivery
+	slots   chan struct{}
+	serving atomic.Bool
+	lastDB  atomic.Int64 // unix nanos of the last claim from the store
 }
 
 // New builds a gateway for p. It compiles the YARA rules and prepares every
@@ -87,6 +96,7 @@ func New(opt Options) (*Gateway, error) {
 	}
 	g := &Gateway{log: opt.Log, st: opt.Store, sbStore: opt.Sandbox, now: opt.Now, node: opt.Node,
 		wakeQ: make(chan struct{}, 1), wakeHold: make(chan struct{}, 1), reloaded: make(chan struct{}, 1), recheck: make(chan string, 1024),
+		local: make(chan store.Delivery, localQueue), slots: make(chan struct{}, localQueue),
 		inspectSem: make(chan struct{}, inspectConcurrency()), conv: &conversations{store: opt.Thread}}
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
@@ -302,6 +312,11 @@ func (g *Gateway) startMetrics(p *policy.Policy) error {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.Handler())
+	// Profiles for diagnosing a live gateway; metrics_listen is meant for
+	// a management network or loopback.
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	g.mu.Lock()
 	g.metrics = srv

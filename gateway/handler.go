@@ -112,16 +112,32 @@ func (g *Gateway) apply(ctx context.Context, m *store.Message, rep *Report, from
 	}
 	d := store.Decided{State: st, MessageID: rep.Header.MessageID, Subject: rep.Header.Subject,
 		Action: string(rep.Action), Reasons: tagStrings(rep.Reasons), Score: rep.Score,
-		Decision: blob, HoldUntil: rep.HoldUntil, Files: fileRefs(rep)}
+		Decision: blob, HoldUntil: rep.HoldUntil, Files: fileRefs(rep),
+		SubjectPrefix: rep.SubjectPrefix, StripAuthResults: rep.ForgedAuthResults > 0}
 	if len(rep.Header.From) > 0 {
 		d.From = formatAddress(rep.Header.From[0].Name, rep.Header.From[0].Addr)
 	}
+	local := false
 	if st == store.Queued {
 		d.Deliveries = []store.Delivery{{Route: route(m.Direction), MailFrom: m.MailFrom, Rcpts: m.Rcpts}}
+		if local = g.reserveLocal(); local {
+			d.LeaseOwner, d.LeaseUntil = g.node, g.now().Add(leaseFor)
+		}
 	}
 	// Inbound delivery headers are fixed now, from the decision.
 	d.Prepend = []byte(g.prependHeaders(m, rep))
-	if err := g.st.Decide(ctx, m.ID, from, d); err != nil {
+	err = g.st.Decide(ctx, m.ID, from, d)
+	if local {
+		if err == nil {
+			dl := d.Deliveries[0]
+			dl.Received, dl.SMTPUTF8, dl.EightBit, dl.Size = m.ReceivedAt, m.SMTPUTF8, m.EightBit, m.Size
+			dl.Prepend, dl.SubjectPrefix, dl.StripAuthResults = d.Prepend, d.SubjectPrefix, d.StripAuthResults
+			g.local <- dl // the slot reserved above guarantees room
+		} else {
+			<-g.slots
+		}
+	}
+	if err != nil {
 		if errors.Is(err, store.ErrState) {
 			// Another worker (or the CLI) moved it first; nothing to do.
 			log.Info("decision skipped, message moved on", "err", err)

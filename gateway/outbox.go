@@ -39,11 +39,33 @@ func parseOutgoingID(id string) (msgID string, delivery int64, err error) {
 	return id[:i], n, nil
 }
 
-// Claim implements smtp.Outbox.
+// dbClaimEvery is how often the store is asked for due work while this
+// process keeps its workers busy with what it decided itself: retries come
+// due there, releases from the CLI and other nodes' leftovers appear there.
+const dbClaimEvery = time.Second
+
+// Claim implements smtp.Outbox: first what this process decided and leased
+// itself (in memory), then due deliveries from the store.
 func (o outbox) Claim(ctx context.Context, max int) ([]smtp.Outgoing, error) {
-	ds, err := o.g.st.Claim(ctx, o.g.node, leaseFor, max)
-	if err != nil {
-		return nil, err
+	var ds []store.Delivery
+	for len(ds) < max {
+		select {
+		case d := <-o.g.local:
+			<-o.g.slots
+			ds = append(ds, d)
+			continue
+		default:
+		}
+		break
+	}
+	now := time.Now().UnixNano()
+	if len(ds) < max && (len(ds) == 0 || now-o.g.lastDB.Load() >= int64(dbClaimEvery)) {
+		o.g.lastDB.Store(now)
+		more, err := o.g.st.Claim(ctx, o.g.node, leaseFor, max-len(ds))
+		if err != nil && len(ds) == 0 {
+			return nil, err
+		}
+		ds = append(ds, more...)
 	}
 	out := make([]smtp.Outgoing, 0, len(ds))
 	for _, d := range ds {
@@ -53,6 +75,20 @@ func (o outbox) Claim(ctx context.Context, max int) ([]smtp.Outgoing, error) {
 			Open: func() (io.ReadCloser, error) { return o.g.render(context.Background(), d) }})
 	}
 	return out, nil
+}
+
+// reserveLocal takes a slot for handing a delivery to this process's
+// workers in memory; false when they are not running or the hand-over is full.
+func (g *Gateway) reserveLocal() bool {
+	if !g.serving.Load() {
+		return false
+	}
+	select {
+	case g.slots <- struct{}{}:
+		return true
+	default:
+		return false
+	}
 }
 
 func storeResults(rs []smtp.RcptResult) []store.RcptResult {

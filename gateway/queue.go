@@ -51,8 +51,13 @@ func (g *Gateway) newQueue(p *policy.Policy) (*smtp.Queue, error) {
 	}, nil
 }
 
+// localQueue bounds the deliveries handed over in memory.
+const localQueue = 1024
+
 // runQueue runs the workers; g.wakeQ (new work) wakes them at once.
 func (g *Gateway) runQueue(ctx context.Context, q *smtp.Queue) {
+	g.serving.Store(true)
+	defer g.serving.Store(false)
 	go func() {
 		for {
 			select {

@@ -3,38 +3,24 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/mailguard/mailguard/store"
 )
 
-// deliveryInstructions are the parts of the stored report that change the
-// bytes at delivery.
-type deliveryInstructions struct {
-	SubjectPrefix     string `json:"subject_prefix"`
-	ForgedAuthResults int    `json:"forged_auth_results"`
-}
-
 // render produces the bytes to deliver: the fields mailguard prepends, then
 // the message as received (only a forged Authentication-Results removed and
-// a requested subject prefix added).
+// a requested subject prefix added). The delivery carries what it needs, so
+// rendering reads nothing but the spool file.
 func (g *Gateway) render(ctx context.Context, d store.Delivery) (io.ReadCloser, error) {
-	m, err := g.st.Get(ctx, d.MsgID)
-	if err != nil {
-		return nil, err
-	}
 	f, err := g.st.Open(ctx, d.MsgID)
 	if err != nil {
 		return nil, err
 	}
-	var di deliveryInstructions
-	if len(m.Decision) > 0 {
-		json.Unmarshal(m.Decision, &di)
-	}
-	prefix := append(append([]byte{}, d.Extra...), m.Prepend...)
-	if di.SubjectPrefix == "" && di.ForgedAuthResults == 0 {
+	prefix := append(append([]byte{}, d.Extra...), d.Prepend...)
+	if d.SubjectPrefix == "" && !d.StripAuthResults {
 		return readCloser{io.MultiReader(bytes.NewReader(prefix), f), f}, nil
 	}
 	ra, ok := f.(io.ReaderAt)
@@ -42,7 +28,13 @@ func (g *Gateway) render(ctx context.Context, d store.Delivery) (io.ReadCloser, 
 		f.Close()
 		return nil, fmt.Errorf("spool %s: not random access", d.MsgID)
 	}
-	hdr, err := readHeader(ra, m.Size)
+	size := d.Size
+	if st, ok := f.(interface{ Stat() (os.FileInfo, error) }); ok && size == 0 {
+		if fi, err := st.Stat(); err == nil {
+			size = fi.Size()
+		}
+	}
+	hdr, err := readHeader(ra, size)
 	if err != nil {
 		f.Close()
 		return nil, err
@@ -51,7 +43,7 @@ func (g *Gateway) render(ctx context.Context, d store.Delivery) (io.ReadCloser, 
 		f.Close()
 		return nil, err
 	}
-	hdr = rewriteHeader(hdr, g.Policy().Gateway.Hostname, di.ForgedAuthResults > 0, di.SubjectPrefix)
+	hdr = rewriteHeader(hdr, g.Policy().Gateway.Hostname, d.StripAuthResults, d.SubjectPrefix)
 	return readCloser{io.MultiReader(bytes.NewReader(prefix), bytes.NewReader(hdr), f), f}, nil
 }
 

@@ -102,6 +102,14 @@ type Delivery struct {
 	LastError string
 	// SMTPUTF8 and EightBit come from the message (its MAIL FROM).
 	SMTPUTF8, EightBit bool
+	// From the message's decision, what delivery sends: Prepend goes on
+	// top; SubjectPrefix is added to the Subject; StripAuthResults removes
+	// incoming Authentication-Results fields that claim our name. Size is
+	// the stored message's size.
+	Prepend          []byte
+	SubjectPrefix    string
+	StripAuthResults bool
+	Size             int64
 }
 
 // RcptResult is the outcome for one recipient of one attempt.
@@ -115,18 +123,29 @@ type RcptResult struct {
 // Decided is what inspection concludes about a message, persisted in one
 // transaction together with the new state and, for Queued, the deliveries.
 type Decided struct {
-	State      State // Queued, Held, Quarantined or Rejected
-	MessageID  string
-	From       string
-	Subject    string
-	Action     string
-	Reasons    []string
-	Score      float64
-	Decision   json.RawMessage
-	Prepend    []byte
-	HoldUntil  time.Time
-	Files      []FileRef
-	Deliveries []Delivery // for State == Queued
+	State     State // Queued, Held, Quarantined or Rejected
+	MessageID string
+	From      string
+	Subject   string
+	Action    string
+	Reasons   []string
+	Score     float64
+	Decision  json.RawMessage
+	Prepend   []byte
+	// SubjectPrefix and StripAuthResults are the changes delivery makes
+	// to the header (see Delivery).
+	SubjectPrefix    string
+	StripAuthResults bool
+	HoldUntil        time.Time
+	Files            []FileRef
+	// Deliveries are created for State == Queued; Decide writes their IDs
+	// back into this slice.
+	Deliveries []Delivery
+	// LeaseOwner, when set, creates the deliveries already leased to that
+	// node until LeaseUntil: the node that decided hands them to its own
+	// workers without a separate claim.
+	LeaseOwner string
+	LeaseUntil time.Time
 }
 
 // Filter selects messages for listing.

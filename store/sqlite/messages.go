@@ -16,12 +16,22 @@ import (
 	"github.com/mailguard/mailguard/store"
 )
 
-// spoolPath is where the bytes of message id live once durable. The fan-out
-// directory comes from a hash so that time-ordered IDs spread evenly.
+// spoolPath is where the bytes of message id live once durable. mailguard
+// IDs begin with their time (smtp.NewID), so the directory named by the
+// first six characters holds the messages of about seventeen minutes:
+// messages accepted together share a directory, and one directory fsync in
+// the group commit covers them all. Other IDs fall back to a hash.
 func (s *DB) spoolPath(id string) string {
+	return filepath.Join(s.dir, "spool", "msg", spoolBucket(id), id)
+}
+
+func spoolBucket(id string) string {
+	if len(id) >= 12 {
+		return id[:6]
+	}
 	h := fnv.New32a()
 	h.Write([]byte(id))
-	return filepath.Join(s.dir, "spool", "msg", fmt.Sprintf("%02x", h.Sum32()&0xff), id)
+	return fmt.Sprintf("h%02x", h.Sum32()&0xff)
 }
 
 func validID(id string) bool {
@@ -227,9 +237,10 @@ func (s *DB) Decide(ctx context.Context, id string, from []store.State, d store.
 			return err
 		}
 		_, err := tx.Exec(`UPDATE messages SET message_id = ?, hdr_from = ?, subject = ?,
-			action = ?, reasons = ?, score = ?, decision = ?, prepend = ?, hold_until = ?
-			WHERE id = ?`, d.MessageID, d.From, d.Subject, d.Action, jsonList(d.Reasons),
-			d.Score, []byte(d.Decision), d.Prepend, us(d.HoldUntil), id)
+			action = ?, reasons = ?, score = ?, decision = ?, prepend = ?, hold_until = ?,
+			subject_prefix = ?, strip_ar = ? WHERE id = ?`, d.MessageID, d.From, d.Subject, d.Action,
+			jsonList(d.Reasons), d.Score, []byte(d.Decision), d.Prepend, us(d.HoldUntil),
+			d.SubjectPrefix, d.StripAuthResults, id)
 		if err != nil {
 			return fmt.Errorf("store: decide %s: %w", id, err)
 		}
@@ -242,7 +253,7 @@ func (s *DB) Decide(ctx context.Context, id string, from []store.State, d store.
 				return fmt.Errorf("store: files %s: %w", id, err)
 			}
 		}
-		return insertDeliveries(tx, id, d.Deliveries, now)
+		return insertLeasedDeliveries(tx, id, d.Deliveries, now, d.LeaseOwner, d.LeaseUntil)
 	})
 }
 
@@ -280,17 +291,27 @@ func cancelDeliveries(tx *sql.Tx, id string, now time.Time) error {
 }
 
 func insertDeliveries(tx *sql.Tx, id string, dels []store.Delivery, now time.Time) error {
-	for _, d := range dels {
+	return insertLeasedDeliveries(tx, id, dels, now, "", time.Time{})
+}
+
+// insertLeasedDeliveries creates deliveries, already leased to owner when
+// owner is set, and writes their IDs back into dels.
+func insertLeasedDeliveries(tx *sql.Tx, id string, dels []store.Delivery, now time.Time, owner string, until time.Time) error {
+	for i, d := range dels {
 		next := d.NextAt
 		if next.IsZero() {
 			next = now
 		}
-		_, err := tx.Exec(`INSERT INTO deliveries (msg_id, route, mail_from, rcpts, next_at,
-			created_at, extra) VALUES (?,?,?,?,?,?,?)`,
-			id, d.Route, d.MailFrom, jsonList(d.Rcpts), us(next), us(now), d.Extra)
+		res, err := tx.Exec(`INSERT INTO deliveries (msg_id, route, mail_from, rcpts, next_at,
+			created_at, extra, lease_owner, lease_until) VALUES (?,?,?,?,?,?,?,?,?)`,
+			id, d.Route, d.MailFrom, jsonList(d.Rcpts), us(next), us(now), d.Extra, owner, us(until))
 		if err != nil {
 			return fmt.Errorf("store: queue %s: %w", id, err)
 		}
+		if dels[i].ID, err = res.LastInsertId(); err != nil {
+			return err
+		}
+		dels[i].MsgID, dels[i].Created, dels[i].NextAt = id, now, next
 	}
 	return nil
 }

@@ -22,7 +22,8 @@ func (s *DB) Claim(ctx context.Context, owner string, lease time.Duration, max i
 		out = out[:0]
 		now := s.now()
 		rows, err := tx.Query(`SELECT d.id, d.msg_id, d.route, d.mail_from, d.rcpts, d.attempts,
-			d.next_at, d.created_at, d.extra, d.last_error, m.received_at, m.smtputf8, m.eightbit
+			d.next_at, d.created_at, d.extra, d.last_error, m.received_at, m.smtputf8, m.eightbit,
+			m.prepend, m.subject_prefix, m.strip_ar, m.size
 			FROM deliveries d JOIN messages m ON m.id = d.msg_id
 			WHERE d.done_at = 0 AND d.next_at <= ? AND d.lease_until <= ?
 			ORDER BY d.next_at LIMIT ?`, us(now), us(now), max)
@@ -34,7 +35,8 @@ func (s *DB) Claim(ctx context.Context, owner string, lease time.Duration, max i
 			var rcpts string
 			var next, created, recv int64
 			if err := rows.Scan(&d.ID, &d.MsgID, &d.Route, &d.MailFrom, &rcpts, &d.Attempts,
-				&next, &created, &d.Extra, &d.LastError, &recv, &d.SMTPUTF8, &d.EightBit); err != nil {
+				&next, &created, &d.Extra, &d.LastError, &recv, &d.SMTPUTF8, &d.EightBit,
+				&d.Prepend, &d.SubjectPrefix, &d.StripAuthResults, &d.Size); err != nil {
 				rows.Close()
 				return err
 			}

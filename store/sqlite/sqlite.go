@@ -16,8 +16,6 @@ import (
 	"sort"
 	"time"
 
-	_ "modernc.org/sqlite" // database/sql driver "sqlite"
-
 	"github.com/mailguard/mailguard/store"
 )
 
@@ -70,8 +68,9 @@ func Open(dir string, opt Options) (*DB, error) {
 	if s.batch <= 0 {
 		s.batch = 256
 	}
+	registerDriver()
 	var err error
-	if s.w, err = sql.Open("sqlite", dsn); err != nil {
+	if s.w, err = sql.Open(cachingDriverName, dsn); err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	s.w.SetMaxOpenConns(1)
@@ -79,7 +78,7 @@ func Open(dir string, opt Options) (*DB, error) {
 		s.w.Close()
 		return nil, fmt.Errorf("store: schema %s: %w", path, err)
 	}
-	if s.r, err = sql.Open("sqlite", dsn); err != nil {
+	if s.r, err = sql.Open(cachingDriverName, dsn); err != nil {
 		s.w.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
@@ -135,6 +134,8 @@ func init() {
 		score       REAL NOT NULL DEFAULT 0,
 		decision    BLOB,
 		prepend     BLOB,
+		subject_prefix TEXT NOT NULL DEFAULT '',
+		strip_ar    INTEGER NOT NULL DEFAULT 0,
 		hold_until  INTEGER NOT NULL DEFAULT 0
 	);
 	CREATE INDEX messages_state ON messages(state, received_at);

@@ -32,6 +32,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("ClaimLease", func(t *testing.T) { testLease(t, open(t)) })
 	t.Run("PartialFailureDSN", func(t *testing.T) { testPartialDSN(t, open(t)) })
 	t.Run("QuarantineQueuedCancelsDelivery", func(t *testing.T) { testCancel(t, open(t)) })
+	t.Run("PreLeasedDelivery", func(t *testing.T) { testPreLeased(t, open(t)) })
 }
 
 var ctx = context.Background()
@@ -374,5 +375,33 @@ func testCancel(t *testing.T, s store.Store) {
 	}
 	if n, _ := s.PendingDeliveries(ctx); n != 0 {
 		t.Errorf("%d pending deliveries", n)
+	}
+}
+
+// testPreLeased: a delivery created already leased (the deciding node
+// hands it to its own workers) is not claimable by others, carries what
+// delivery needs, and comes back when its owner releases its leases.
+func testPreLeased(t *testing.T, s store.Store) {
+	Accept(t, s, "m9", "Subject: x\r\n\r\nbody\r\n", "u@corp.example")
+	dels := []store.Delivery{{Route: "inbound", MailFrom: "a@sender.example", Rcpts: []string{"u@corp.example"}}}
+	err := s.Decide(ctx, "m9", []store.State{store.Received}, store.Decided{State: store.Queued, Action: "tag",
+		Prepend: []byte("X-Mailguard-Id: m9\r\n"), SubjectPrefix: "[EXT] ", StripAuthResults: true,
+		Deliveries: dels, LeaseOwner: "node-a", LeaseUntil: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dels[0].ID == 0 || dels[0].MsgID != "m9" {
+		t.Errorf("Decide did not report the delivery: %+v", dels[0])
+	}
+	if ds, _ := s.Claim(ctx, "node-b", time.Minute, 10); len(ds) != 0 {
+		t.Errorf("a pre-leased delivery was claimed by another node: %+v", ds)
+	}
+	if n, err := s.ReleaseLeases(ctx, "node-a"); err != nil || n != 1 {
+		t.Fatalf("ReleaseLeases = %d, %v", n, err)
+	}
+	d := claimOne(t, s, "node-a")
+	if string(d.Prepend) != "X-Mailguard-Id: m9\r\n" || d.SubjectPrefix != "[EXT] " || !d.StripAuthResults ||
+		d.Size != int64(len("Subject: x\r\n\r\nbody\r\n")) || d.Received.IsZero() {
+		t.Errorf("claimed delivery lacks what rendering needs: %+v", d)
 	}
 }

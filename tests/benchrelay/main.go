@@ -60,6 +60,7 @@ func run(n int, concs, sizes []int, extraPolicy, label string, skipPostfix bool,
 		return err
 	}
 	defer os.RemoveAll(work)
+	os.Chmod(work, 0o755) // the private Postfix runs as the postfix user
 	if bin == "" {
 		bin = filepath.Join(work, "mailguard")
 		b := exec.Command("go", "build", "-o", bin, "./cmd/mailguard")
