@@ -253,6 +253,9 @@ func (g *Gateway) Serve(ctx context.Context) error {
 	cancel()
 	stopQueue()
 	wg.Wait()
+	if !g.conv.drain(p.Limits.Shutdown) {
+		g.log.Warn("conversation records still queued at shutdown were not all written")
+	}
 	g.stopMetrics()
 	g.log.Info("stopped")
 	return result
