@@ -34,6 +34,7 @@ var Actions = []Action{Deliver, Tag, Hold, Quarantine, Reject, Tempfail}
 type rule struct {
 	name          string
 	when          hcl.Expression
+	eval          evalFn // when, compiled
 	action        Action
 	reason        reason.Tag
 	score         float64
@@ -102,7 +103,7 @@ func parseRules(src, filename string) ([]*rule, hcl.Diagnostics) {
 
 func compileRule(rb *RuleBlock) (*rule, hcl.Diagnostics) {
 	v := &validator{}
-	r := &rule{name: rb.Name, when: rb.When, action: Action(rb.Action), reason: reason.Tag(rb.Reason),
+	r := &rule{name: rb.Name, when: rb.When, eval: compileWhen(rb.When), action: Action(rb.Action), reason: reason.Tag(rb.Reason),
 		score: rb.Score, cont: rb.Continue, subjectPrefix: rb.SubjectPrefix}
 	switch {
 	case rb.Continue && rb.Action != "":
