@@ -50,6 +50,11 @@ func (p *Policy) compileRules() hcl.Diagnostics {
 	var diags hcl.Diagnostics
 	seen := map[string]bool{}
 	for _, rb := range p.Rules {
+		if strings.HasPrefix(rb.Name, "builtin-") {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "reserved rule name",
+				Detail: fmt.Sprintf("%q: names starting with builtin- belong to the built-in rules", rb.Name),
+				Subject: rangeOf(rb.Body, "when", -1)})
+		}
 		r, d := compileRule(rb)
 		diags = append(diags, d...)
 		if seen[rb.Name] {

@@ -21,7 +21,7 @@ import (
 func loadPolicy(path string, stderr io.Writer) (*policy.Policy, error) {
 	p, diags := policy.Load(path)
 	if p != nil {
-		diags = append(diags, gateway.CheckExternal(p)...)
+		diags = policy.SortDiagnostics(append(diags, gateway.CheckExternal(p)...))
 	}
 	if len(diags) > 0 {
 		fmt.Fprint(stderr, policy.FormatDiagnostics(diags))
