@@ -76,8 +76,9 @@ var eventRequired = map[string][]string{
 
 // lifecycle says which event may follow which for one message ("" is the
 // start). Held messages are inspected again when a verdict arrives or
-// their deadline passes; an inspection that failed goes from received
-// straight to rejected (tempfail) or held (rules.on_error = "hold").
+// their deadline passes, held and quarantined ones by `quarantine unlock`;
+// an inspection that failed goes from received straight to rejected
+// (tempfail) or held (rules.on_error = "hold").
 var lifecycle = map[string]string{
 	"":                  "received",
 	"received":          "sandbox_submitted inspected rejected held",
@@ -86,7 +87,7 @@ var lifecycle = map[string]string{
 	"queued":            "delivered bounced",
 	"held":              "sandbox_submitted sandbox_verdict inspected released deleted",
 	"sandbox_verdict":   "sandbox_verdict sandbox_submitted inspected released deleted",
-	"quarantined":       "released deleted",
+	"quarantined":       "sandbox_submitted inspected released deleted", // inspected again: quarantine unlock
 	"rejected":          "deleted",
 	"released":          "delivered bounced",
 	"delivered":         "delivered bounced",

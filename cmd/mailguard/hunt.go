@@ -33,7 +33,8 @@ Lists every stored message that matches, delivered or not, with its
 recipients and times. The criteria combine: --sha256 and --from select
 messages through the store's indexes, --yara re-scans the stored bytes of
 the messages selected (all of them without the other criteria) with new
-rules, exactly as inspection walks them. Delivered mail can be re-scanned
+rules: every file and body part, archives opened with the policy's limits
+and archive passwords, as inspection does. Delivered mail can be re-scanned
 while its bytes are kept (retention.delivered).
 `
 

@@ -515,7 +515,7 @@ func release(ctx context.Context, st store.Store, ev *gateway.EventLog, id strin
 		[]store.Delivery{{Route: route, MailFrom: m.MailFrom, Rcpts: rcpts, Extra: []byte(hdr)}},
 		&store.Audit{MsgID: id, Actor: who, Action: "release", Note: note, Detail: detail})
 	if errors.Is(err, store.ErrState) {
-		return fmt.Errorf("not held or quarantined (state %s)", m.State)
+		return fmt.Errorf("not held or quarantined (state %s)", currentState(ctx, st, m))
 	}
 	if err != nil {
 		return err
@@ -533,7 +533,7 @@ func deleteMsg(ctx context.Context, st *sqlite.DB, ev *gateway.EventLog, id, not
 	err = st.Transition(ctx, id, []store.State{store.Held, store.Quarantined, store.Rejected, store.Error}, store.Deleted, nil,
 		&store.Audit{MsgID: id, Actor: who, Action: "delete", Note: note})
 	if errors.Is(err, store.ErrState) {
-		return fmt.Errorf("cannot delete a message in state %s", m.State)
+		return fmt.Errorf("cannot delete a message in state %s", currentState(ctx, st, m))
 	}
 	if err != nil {
 		return err
@@ -543,6 +543,15 @@ func deleteMsg(ctx context.Context, st *sqlite.DB, ev *gateway.EventLog, id, not
 	}
 	ev.Write(gateway.Event{Event: "deleted", MsgID: id, Actor: who, Note: note})
 	return nil
+}
+
+// currentState is the state of m now: after a refused transition another
+// operator or a worker has usually just moved it.
+func currentState(ctx context.Context, st store.Store, m *store.Message) store.State {
+	if now, err := st.Get(ctx, m.ID); err == nil {
+		return now.State
+	}
+	return m.State
 }
 
 func sanitizeHeader(s string) string {

@@ -208,7 +208,7 @@ func showFiles(w io.Writer, rep *storedReport) {
 		fmt.Fprintln(w, "Files:")
 	}
 	for _, f := range rep.Files {
-		indent := strings.Repeat("  ", min(f.Depth, 10))
+		indent := strings.Repeat("  ", max(0, min(f.Depth, 10)))
 		line := fmt.Sprintf("  %s%s  %s  %d bytes  %s", indent, clip(f.Path, 80), safe(f.Type), f.Size, f.SHA256)
 		if f.Encrypted {
 			line += "  encrypted"
