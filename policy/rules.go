@@ -52,7 +52,7 @@ func (p *Policy) compileRules() hcl.Diagnostics {
 	for _, rb := range p.Rules {
 		if strings.HasPrefix(rb.Name, "builtin-") {
 			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "reserved rule name",
-				Detail: fmt.Sprintf("%q: names starting with builtin- belong to the built-in rules", rb.Name),
+				Detail:  fmt.Sprintf("%q: names starting with builtin- belong to the built-in rules", rb.Name),
 				Subject: rangeOf(rb.Body, "when", -1)})
 		}
 		r, d := compileRule(rb)
