@@ -99,6 +99,9 @@ func cmdServe(args []string, stderr io.Writer) error {
 
 // reload re-reads the policy on SIGHUP; an invalid one keeps the old policy.
 func reload(g *gateway.Gateway, path string, log *slog.Logger) {
+	if err := g.ReopenEvents(); err != nil {
+		log.Error("event log reopen", "err", err)
+	}
 	p, diags := policy.Load(path)
 	if p != nil {
 		diags = append(diags, gateway.CheckExternal(p)...)
