@@ -76,16 +76,27 @@ func OpenEventLog(cfg *policy.Log) (*EventLog, error) {
 
 // reopen opens the file again (after logrotate moved it).
 func (l *EventLog) reopen() error {
-	if l == nil || l.path == "" {
+	if l == nil {
 		return nil
 	}
-	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
-	if err != nil {
-		return fmt.Errorf("event log: %w", err)
+	l.mu.Lock()
+	path := l.path
+	l.mu.Unlock()
+	return l.switchTo(path)
+}
+
+// switchTo writes to path from now on ("" stops writing to a file).
+func (l *EventLog) switchTo(path string) error {
+	var f *os.File
+	if path != "" {
+		var err error
+		if f, err = os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640); err != nil {
+			return fmt.Errorf("event log: %w", err)
+		}
 	}
 	l.mu.Lock()
 	old := l.f
-	l.f = f
+	l.f, l.path = f, path
 	l.mu.Unlock()
 	if old != nil {
 		return old.Close()
@@ -95,7 +106,13 @@ func (l *EventLog) reopen() error {
 
 // Write appends one event; a nil EventLog writes nothing.
 func (l *EventLog) Write(e Event) {
-	if l == nil || (l.f == nil && l.sys == nil) {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	off := l.f == nil && l.sys == nil
+	l.mu.Unlock()
+	if off {
 		return
 	}
 	e.V = EventSchemaVersion

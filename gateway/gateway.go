@@ -191,12 +191,17 @@ func (g *Gateway) Reload(p *policy.Policy) error {
 	// Scans already running finish with the old rules (scan.Engine keeps
 	// them alive until their last scan returns).
 	old.close()
-	if err := g.events.reopen(); err != nil {
-		g.log.Error("event log reopen", "err", err)
+	if err := g.events.switchTo(p.Log.Events); err != nil {
+		g.log.Error("event log", "err", err)
 	}
 	g.log.Info("policy reloaded", "file", p.File, "rules", len(p.Rules))
 	return nil
 }
+
+// ReopenEvents reopens the event log file after log rotation. SIGHUP calls
+// it before reloading the policy, so rotation works even while the policy
+// file has an error.
+func (g *Gateway) ReopenEvents() error { return g.events.reopen() }
 
 // Serve runs the gateway until ctx ends: it resumes what was in flight,
 // opens the listeners, and runs the delivery queue and the hold loop. On
@@ -253,6 +258,9 @@ func (g *Gateway) Serve(ctx context.Context) error {
 	cancel()
 	stopQueue()
 	wg.Wait()
+	if !g.conv.drain(p.Limits.Shutdown) {
+		g.log.Warn("conversation records still queued at shutdown were not all written")
+	}
 	g.stopMetrics()
 	g.log.Info("stopped")
 	return result

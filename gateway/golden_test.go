@@ -77,7 +77,7 @@ var goldenCases = []struct {
 	{"21-html-smuggling", reason.HTMLSmuggling, policy.Quarantine},
 	{"22-pdf-active-content", reason.PDFActiveContent, policy.Deliver},
 	{"23-onenote-embedded-file", reason.OneNoteEmbeddedFile, policy.Quarantine},
-	{"24-unsupported-container", reason.UnsupportedContainer, policy.Deliver},
+	{"24-unsupported-container", reason.UnsupportedContainer, policy.Quarantine},
 	{"25-path-traversal", reason.PathTraversal, policy.Tag},
 	{"26-malformed-mime", reason.MalformedMIME, policy.Quarantine},
 	{"27-trap-recipient", reason.TrapRecipient, policy.Quarantine},

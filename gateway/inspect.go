@@ -342,7 +342,7 @@ func (g *Gateway) holdDuration(p *policy.Policy, f *policy.Facts) time.Duration 
 	if s := p.Sandbox(); s != nil && f.Sandbox.Unjudged > 0 {
 		d = s.Hold
 	}
-	if f.Thread.PasswordPending && p.Conversations.Window > d {
+	if (f.Thread.PasswordPending || f.Thread.ArchivePending) && p.Conversations.Window > d {
 		d = p.Conversations.Window
 	}
 	if d == 0 {

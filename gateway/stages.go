@@ -44,11 +44,7 @@ func (g *Gateway) newStages(p *policy.Policy, r auth.Resolver) (*stages, error) 
 		}
 		s.yara = scan.NewEngine(rules, p.YARA.ScanTimeout)
 	}
-	l := attach.DefaultLimits()
-	a := p.Archive
-	l.MaxDepth, l.MaxFiles, l.MaxTotalBytes, l.MaxFileBytes, l.MaxRatio = a.MaxDepth, a.MaxFiles, a.MaxTotalBytes, a.MaxFileBytes, a.MaxRatio
-	l.MaxDuration = a.Budget
-	s.limits = l
+	s.limits = AttachLimits(p)
 	sched, err := g.newSandbox(p)
 	if err != nil {
 		s.close()
@@ -80,4 +76,14 @@ func newResolver(p *policy.Policy) (auth.Resolver, error) {
 
 func inspectConcurrency() int {
 	return max(2, 2*runtime.GOMAXPROCS(0))
+}
+
+// AttachLimits are the attachment walk's bounds under the policy's archive
+// block (also used by `mailguard hunt`, which re-walks stored mail).
+func AttachLimits(p *policy.Policy) attach.Limits {
+	l := attach.DefaultLimits()
+	a := p.Archive
+	l.MaxDepth, l.MaxFiles, l.MaxTotalBytes, l.MaxFileBytes, l.MaxRatio = a.MaxDepth, a.MaxFiles, a.MaxTotalBytes, a.MaxFileBytes, a.MaxRatio
+	l.MaxDuration = a.Budget
+	return l
 }

@@ -34,6 +34,8 @@ type conversations struct {
 	// then decided) keeps its order.
 	jobs     chan func(context.Context)
 	startJob sync.Once
+	stopped  bool          // drain ran: record synchronously from now on
+	done     chan struct{} // closed when the worker has run every job
 }
 
 // recordQueue bounds the records waiting for the worker; past it the
@@ -46,10 +48,13 @@ func (c *conversations) later(g *Gateway, job func(context.Context)) {
 	g.mu.Lock()
 	serving := g.server != nil
 	g.mu.Unlock()
-	if serving {
+	c.mu.Lock()
+	if serving && !c.stopped {
 		c.startJob.Do(func() {
 			c.jobs = make(chan func(context.Context), recordQueue)
+			c.done = make(chan struct{})
 			go func() {
+				defer close(c.done)
 				for j := range c.jobs {
 					j(context.Background())
 				}
@@ -57,11 +62,33 @@ func (c *conversations) later(g *Gateway, job func(context.Context)) {
 		})
 		select {
 		case c.jobs <- job:
+			c.mu.Unlock()
 			return
 		default:
 		}
 	}
+	c.mu.Unlock()
 	job(context.Background())
+}
+
+// drain writes the records still queued, within d, when serve stops (after
+// the SMTP sessions, the queue and the hold loop have ended). Later calls
+// of later record synchronously.
+func (c *conversations) drain(d time.Duration) bool {
+	c.mu.Lock()
+	c.stopped = true
+	jobs, done := c.jobs, c.done
+	c.mu.Unlock()
+	if jobs == nil {
+		return true
+	}
+	close(jobs)
+	select {
+	case <-done:
+		return true
+	case <-time.After(d):
+		return false
+	}
 }
 
 const (

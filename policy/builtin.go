@@ -125,6 +125,13 @@ rule "builtin-encrypted-unscannable" {
   action = "quarantine"
 }
 
+# A container nothing here can open (ACE, ALZ, a corrupt archive…): its
+# content was not inspected, so it is not delivered as if it had been.
+rule "builtin-unsupported-container" {
+  when   = has("unsupported_container")
+  action = "quarantine"
+}
+
 rule "builtin-malformed" {
   when   = has("malformed_mime")
   action = "quarantine"

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
-	"strings"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/zclconf/go-cty/cty"
@@ -52,10 +51,11 @@ func (p *Policy) Evaluate(f *Facts) Decision {
 		d.Explain = append(d.Explain, Explanation{Reason: fd.Tag, Detail: fd.Detail, Path: fd.Path, Weight: w})
 	}
 	ctx := &hcl.EvalContext{Variables: variables(f, lf, d.Score), Functions: whenFunctions(tags)}
+	env := &evalEnv{ctx: ctx, tags: tags}
 	for _, r := range p.rules {
-		val, diags := r.when.Value(ctx)
-		if diags.HasErrors() {
-			d.Errors = append(d.Errors, fmt.Sprintf("rule %q: %s", r.name, strings.TrimSpace(FormatDiagnostics(diags))))
+		val, err := r.eval(env)
+		if err != nil {
+			d.Errors = append(d.Errors, fmt.Sprintf("rule %q: %v", r.name, err))
 			continue
 		}
 		if val.IsNull() || !val.IsKnown() || val.Type() != cty.Bool || val.False() {

@@ -89,6 +89,10 @@ func configContext() *hcl.EvalContext {
 	}}
 }
 
+// SortDiagnostics orders diagnostics by file, line and column (those
+// without a position last), as `mailguard check` prints them.
+func SortDiagnostics(d hcl.Diagnostics) hcl.Diagnostics { return sortDiags(d) }
+
 func sortDiags(d hcl.Diagnostics) hcl.Diagnostics {
 	sort.SliceStable(d, func(i, j int) bool {
 		a, b := d[i].Subject, d[j].Subject

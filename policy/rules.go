@@ -34,6 +34,7 @@ var Actions = []Action{Deliver, Tag, Hold, Quarantine, Reject, Tempfail}
 type rule struct {
 	name          string
 	when          hcl.Expression
+	eval          evalFn // when, compiled
 	action        Action
 	reason        reason.Tag
 	score         float64
@@ -49,6 +50,11 @@ func (p *Policy) compileRules() hcl.Diagnostics {
 	var diags hcl.Diagnostics
 	seen := map[string]bool{}
 	for _, rb := range p.Rules {
+		if strings.HasPrefix(rb.Name, "builtin-") {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "reserved rule name",
+				Detail:  fmt.Sprintf("%q: names starting with builtin- belong to the built-in rules", rb.Name),
+				Subject: rangeOf(rb.Body, "when", -1)})
+		}
 		r, d := compileRule(rb)
 		diags = append(diags, d...)
 		if seen[rb.Name] {
@@ -102,7 +108,7 @@ func parseRules(src, filename string) ([]*rule, hcl.Diagnostics) {
 
 func compileRule(rb *RuleBlock) (*rule, hcl.Diagnostics) {
 	v := &validator{}
-	r := &rule{name: rb.Name, when: rb.When, action: Action(rb.Action), reason: reason.Tag(rb.Reason),
+	r := &rule{name: rb.Name, when: rb.When, eval: compileWhen(rb.When), action: Action(rb.Action), reason: reason.Tag(rb.Reason),
 		score: rb.Score, cont: rb.Continue, subjectPrefix: rb.SubjectPrefix}
 	switch {
 	case rb.Continue && rb.Action != "":

@@ -62,6 +62,16 @@ const (
 	VHDX Format = "vhdx"
 	MSLZ Format = "mslz" // MS-DOS COMPRESS.EXE "SZDD" files (name.ex_)
 	MSI  Format = "msi"  // never sniffed (an MSI is an OLE2 file); the caller decides
+
+	// Archives recognised but not read by any reader here or by 7z: Walk
+	// reports them Unsupported, so a payload in one is never passed as an
+	// ordinary file. ACE was the vehicle of the WinRAR CVE-2018-20250
+	// attacks; ALZ and EGG are Korean formats seen in targeted mail.
+	ACE     Format = "ace"
+	ALZ     Format = "alz"
+	EGG     Format = "egg"
+	ZOO     Format = "zoo"
+	StuffIt Format = "stuffit"
 )
 
 // Password is one candidate password. Source is an opaque label (for

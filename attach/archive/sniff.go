@@ -81,6 +81,17 @@ func sniffMagic(h []byte) Format {
 		return VHD
 	case bytes.HasPrefix(h, []byte("SZDD\x88\xf0\x27\x33")):
 		return MSLZ
+	case len(h) >= 14 && bytes.Equal(h[7:14], []byte("**ACE**")):
+		return ACE
+	case bytes.HasPrefix(h, []byte("ALZ\x01")):
+		return ALZ
+	case bytes.HasPrefix(h, []byte("EGGA")):
+		return EGG
+	case len(h) >= 24 && bytes.HasPrefix(h, []byte("ZOO ")) && binary.LittleEndian.Uint32(h[20:24]) == 0xfdc4a7dc:
+		return ZOO
+	case bytes.HasPrefix(h, []byte("SIT!")), bytes.HasPrefix(h, []byte("StuffIt (c)")),
+		len(h) >= 84 && bytes.Equal(h[80:84], []byte("SIT!")):
+		return StuffIt
 	}
 	return ""
 }

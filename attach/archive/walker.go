@@ -91,7 +91,12 @@ type fnPanic struct{ v any }
 // corrupt-archive problem. A panic in fn is the caller's and is re-raised.
 func (w *walker) run(walk func(*walker) error) (err error) {
 	if walk == nil {
-		w.res.Unsupported = fmt.Sprintf("%s: unknown format", w.format)
+		switch w.format {
+		case ACE, ALZ, EGG, ZOO, StuffIt:
+			w.res.Unsupported = fmt.Sprintf("%s: no reader for this archive format", w.format)
+		default:
+			w.res.Unsupported = fmt.Sprintf("%s: unknown format", w.format)
+		}
 		return nil
 	}
 	if err := w.ctx.Err(); err != nil {

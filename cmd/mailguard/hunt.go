@@ -22,6 +22,7 @@ import (
 	"github.com/mattn/go-isatty"
 
 	"github.com/mailguard/mailguard/attach"
+	"github.com/mailguard/mailguard/gateway"
 	"github.com/mailguard/mailguard/policy"
 	"github.com/mailguard/mailguard/scan"
 	"github.com/mailguard/mailguard/store"
@@ -278,17 +279,10 @@ feed:
 	return out, nil
 }
 
-// walkOptions are the attachment limits and passwords inspection uses
-// (the same derivation as gateway's stages).
-//
-// TODO(gateway): share one derivation with gateway.newStages.
+// walkOptions are the attachment limits and passwords inspection uses.
 func walkOptions(p *policy.Policy) attach.Options {
-	l := attach.DefaultLimits()
-	a := p.Archive
-	l.MaxDepth, l.MaxFiles, l.MaxTotalBytes, l.MaxFileBytes, l.MaxRatio = a.MaxDepth, a.MaxFiles, a.MaxTotalBytes, a.MaxFileBytes, a.MaxRatio
-	l.MaxDuration = a.Budget
-	opt := attach.Options{Limits: l}
-	for _, pw := range a.Passwords {
+	opt := attach.Options{Limits: gateway.AttachLimits(p)}
+	for _, pw := range p.Archive.Passwords {
 		opt.Passwords = append(opt.Passwords, attach.Password{Value: pw, Source: attach.SourcePolicy})
 	}
 	tmp := filepath.Join(p.Store.Path, "tmp")

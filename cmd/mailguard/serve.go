@@ -21,7 +21,7 @@ import (
 func loadPolicy(path string, stderr io.Writer) (*policy.Policy, error) {
 	p, diags := policy.Load(path)
 	if p != nil {
-		diags = append(diags, gateway.CheckExternal(p)...)
+		diags = policy.SortDiagnostics(append(diags, gateway.CheckExternal(p)...))
 	}
 	if len(diags) > 0 {
 		fmt.Fprint(stderr, policy.FormatDiagnostics(diags))
@@ -99,6 +99,9 @@ func cmdServe(args []string, stderr io.Writer) error {
 
 // reload re-reads the policy on SIGHUP; an invalid one keeps the old policy.
 func reload(g *gateway.Gateway, path string, log *slog.Logger) {
+	if err := g.ReopenEvents(); err != nil {
+		log.Error("event log reopen", "err", err)
+	}
 	p, diags := policy.Load(path)
 	if p != nil {
 		diags = append(diags, gateway.CheckExternal(p)...)

@@ -37,6 +37,10 @@ func (s *DB) PutBlob(ctx context.Context, sum string, r io.Reader) error {
 	}
 	final := s.blobPath(sum)
 	if _, err := os.Stat(final); err == nil {
+		// Still in use: touch it, so the retention purge (which removes
+		// unreferenced blobs by age) does not take it meanwhile.
+		now := s.now()
+		os.Chtimes(final, now, now)
 		return nil
 	}
 	if err := os.MkdirAll(filepath.Dir(final), 0o750); err != nil {

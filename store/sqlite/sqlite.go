@@ -70,7 +70,7 @@ func Open(dir string, opt Options) (*DB, error) {
 	}
 	registerDriver()
 	var err error
-	if s.w, err = sql.Open(cachingDriverName, dsn); err != nil {
+	if s.w, err = sql.Open(cachingDriverName, dsn+"&_pragma=cache_size(-32768)"); err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	s.w.SetMaxOpenConns(1)
@@ -78,7 +78,11 @@ func Open(dir string, opt Options) (*DB, error) {
 		s.w.Close()
 		return nil, fmt.Errorf("store: schema %s: %w", path, err)
 	}
-	if s.r, err = sql.Open(cachingDriverName, dsn); err != nil {
+	// Readers keep more of the database in memory (page cache, and a
+	// memory map of the file): conversation lookups with millions of
+	// messages read index pages that stay hot.
+	rdsn := dsn + "&_pragma=cache_size(-65536)&_pragma=mmap_size(1073741824)"
+	if s.r, err = sql.Open(cachingDriverName, rdsn); err != nil {
 		s.w.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
