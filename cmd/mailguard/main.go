@@ -34,7 +34,7 @@ commands:
   serve       run the gateway
   check       validate the policy file (errors as file:line:col: message)
   scan        inspect .eml files offline exactly as serve would
-  quarantine  list|show|release|delete|export held and quarantined mail
+  quarantine  list|show|release|delete|export|unlock held and quarantined mail
   hunt        find stored messages by file hash, sender or new YARA rules
   purge       apply the retention policy once (serve does it every interval)
 
