@@ -256,7 +256,8 @@ func skipCFWS(v []byte, i int) int {
 		}
 		i++
 	}
-	return i
+	// A quoted-pair at the very end steps past it.
+	return min(i, len(v))
 }
 
 func normalizeID(s string) string {
