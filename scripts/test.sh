@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh test
 export PATH="/usr/local/go/bin:$PATH" GOTOOLCHAIN=local MAILGUARD_E2E_STRICT=1
-fuzztime=${FUZZTIME:-5s}
+fuzztime=${FUZZTIME:-2s}
 
 echo "== go vet"
 go vet ./...
