@@ -214,6 +214,58 @@ func (s *DB) tx(ctx context.Context, fn func(pgx.Tx) error) error {
 	return err
 }
 
+// batch sends the statements queue adds in one round trip, as one
+// implicit transaction: all or nothing, committed (durably) when it
+// returns. read consumes the results in order; statements after a failed
+// one do not run. Deadlocks are retried like in tx.
+func (s *DB) batch(ctx context.Context, queue func(*pgx.Batch), read func(pgx.BatchResults) error) error {
+	var err error
+	for attempt := 0; attempt < 4; attempt++ {
+		var b pgx.Batch
+		queue(&b)
+		br := s.pool.SendBatch(ctx, &b)
+		err = read(br)
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
+		if !retryable(err) {
+			return err
+		}
+	}
+	return err
+}
+
+// batchTx is batch for statements whose outcome decides whether to
+// commit: BEGIN and the statements go in one round trip, read inspects
+// the results, and the transaction is committed (a second round trip)
+// only if read and every statement succeeded; else it is rolled back and
+// the error returned.
+func (s *DB) batchTx(ctx context.Context, queue func(*pgx.Batch), read func(pgx.BatchResults) error) error {
+	var err error
+	for attempt := 0; attempt < 4; attempt++ {
+		var b pgx.Batch
+		b.BeginTx(pgx.TxOptions{})
+		queue(&b)
+		br := s.pool.SendBatch(ctx, &b)
+		tx := br.Tx()
+		if _, err = br.Exec(); err == nil { // BEGIN
+			err = read(br)
+		}
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = tx.Commit(ctx)
+		} else {
+			tx.Rollback(ctx)
+		}
+		if !retryable(err) {
+			return err
+		}
+	}
+	return err
+}
+
 // retryable reports a transaction that failed only because of other
 // transactions running at the same time.
 func retryable(err error) bool {
