@@ -17,6 +17,15 @@
 //
 // It owns the SQL and the schema; it must not know policy (decisions are
 // opaque JSON) nor the pipeline.
+//
+// Its tests run the store, sandbox and thread conformance suites and the
+// two-node tests against a real server, each test in a schema of its own:
+//
+//	MAILGUARD_TEST_POSTGRES='postgres://postgres@127.0.0.1:5432/mailguard_test?sslmode=disable' \
+//	  go test ./store/postgres
+//
+// (scripts/test.sh starts a private server and sets the variable; without
+// it those tests skip).
 package postgres
 
 import (
