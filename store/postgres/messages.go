@@ -304,17 +304,30 @@ func (s *DB) Decide(ctx context.Context, id string, from []store.State, d store.
 	return err
 }
 
-// queueFiles replaces the attachment index of a message.
+// queueFiles replaces the attachment index of a message: two statements
+// however many files (unnest keeps their order, which Get returns).
 func queueFiles(b *pgx.Batch, id string, files []store.FileRef) {
 	b.Queue(`DELETE FROM files WHERE msg_id = $1`, id)
-	for _, f := range files {
-		b.Queue(`INSERT INTO files (msg_id, sha256, path, name, type, size) VALUES ($1,$2,$3,$4,$5,$6)`,
-			id, strings.ToLower(clean(f.SHA256)), clean(f.Path), clean(f.Name), clean(f.Type), f.Size)
+	if len(files) == 0 {
+		return
 	}
+	sums, paths, names, types := make([]string, len(files)), make([]string, len(files)), make([]string, len(files)), make([]string, len(files))
+	sizes := make([]int64, len(files))
+	for i, f := range files {
+		sums[i], paths[i], names[i], types[i] = strings.ToLower(clean(f.SHA256)), clean(f.Path), clean(f.Name), clean(f.Type)
+		sizes[i] = f.Size
+	}
+	b.Queue(`INSERT INTO files (msg_id, sha256, path, name, type, size)
+		SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[])`,
+		id, sums, paths, names, types, sizes)
 }
 
 func readFiles(br pgx.BatchResults, id string, files []store.FileRef) error {
-	for range len(files) + 1 {
+	n := 1
+	if len(files) > 0 {
+		n = 2
+	}
+	for range n {
 		if _, err := br.Exec(); err != nil {
 			return fmt.Errorf("store: files %s: %w", id, err)
 		}
