@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -213,5 +214,51 @@ func TestPostgresTwoNodesLoad(t *testing.T) {
 		if all[id].State != "delivered" {
 			t.Errorf("%s is %q, want delivered", id, all[id].State)
 		}
+	}
+}
+
+// TestPostgresPolicy: check refuses a malformed store.postgres URL at its
+// position, accepts a good one without connecting, and serve fails clearly
+// when the database is unreachable; no message shows the password.
+func TestPostgresPolicy(t *testing.T) {
+	dir := t.TempDir()
+	write := func(u string) string {
+		p := filepath.Join(dir, "policy.hcl")
+		text := fmt.Sprintf("gateway {\n  listen = [%q]\n  local_domains = [\"corp.example\"]\n}\nstore {\n  postgres = %q\n}\nauth { enabled = false }\n",
+			freePort(t), u)
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	run := func(args ...string) (string, int) {
+		cmd := exec.Command(mailguard, args...)
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(out), "s3cret") {
+			t.Errorf("mailguard %v shows the password:\n%s", args, out)
+		}
+		return string(out), code
+	}
+	for _, bad := range []string{"postgres://u:s3cret@db.example:%zz/mail", "mysql://u:s3cret@db/mail", "postgres:s3cret"} {
+		out, code := run("check", "--config", write(bad))
+		if code != 1 || !strings.Contains(out, "policy.hcl:6:") || !strings.Contains(out, "invalid postgres URL") {
+			t.Errorf("check with %q: exit %d\n%s", bad, code, out)
+		}
+	}
+	// Port 1 on loopback: nothing listens, the connection is refused at once.
+	good := write("postgres://mailguard:s3cret@127.0.0.1:1/mail?sslmode=disable&pool_max_conns=8")
+	if out, code := run("check", "--config", good); code != 0 {
+		t.Errorf("check with a good URL: exit %d\n%s", code, out)
+	}
+	out, code := run("serve", "--config", good)
+	if code == 0 || !strings.Contains(out, "127.0.0.1") {
+		t.Errorf("serve with an unreachable database: exit %d\n%s", code, out)
 	}
 }

@@ -104,6 +104,10 @@ func Open(ctx context.Context, url string, opt Options) (*DB, error) {
 	if s.chunk <= 0 {
 		s.chunk = defaultChunk
 	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("store: postgres: %w", err)
+	}
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("store: postgres schema: %w", err)
