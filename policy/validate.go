@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -292,8 +293,13 @@ func (p *Policy) validateStoreDelivery(v *validator) {
 	if p.Store.Path == "" {
 		p.Store.Path = DefaultStorePath
 	}
-	if p.Store.Postgres != "" && !strings.HasPrefix(p.Store.Postgres, "postgres://") && !strings.HasPrefix(p.Store.Postgres, "postgresql://") {
-		v.errf(p.Store.Body, "postgres", -1, "invalid postgres URL", "want postgres://user@host/db")
+	if p.Store.Postgres != "" {
+		// The driver parses the URL with net/url too; the error text is
+		// not repeated because it would show the password.
+		u, err := url.Parse(p.Store.Postgres)
+		if err != nil || u.Scheme != "postgres" && u.Scheme != "postgresql" || u.Opaque != "" {
+			v.errf(p.Store.Body, "postgres", -1, "invalid postgres URL", "want postgres://user@host/db")
+		}
 	}
 	p.Store.Path = p.Path(p.Store.Path)
 	if p.Delivery == nil {

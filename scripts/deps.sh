@@ -2,7 +2,8 @@
 # Installs what mailguard needs on Debian (12 "bookworm" or later):
 #   build: gcc, pkg-config, libyara-dev (YARA is always compiled in), Go ≥ 1.26
 #   tests: postfix (smtp-sink, smtp-source, a private downstream MTA), swaks,
-#          zip/7z/cabextract, yara, clamav-testfiles
+#          zip/7z/cabextract, yara, clamav-testfiles, postgresql (the server
+#          binaries: scripts/test.sh runs a private cluster for store/postgres)
 # Usage: scripts/deps.sh [build|test]   (default: build). Needs root for apt.
 set -euo pipefail
 what=${1:-build}
@@ -10,7 +11,7 @@ GO_VERSION=${GO_VERSION:-1.26.8}
 
 pkgs=(gcc pkg-config libyara-dev ca-certificates curl)
 if [ "$what" = test ]; then
-  pkgs+=(postfix swaks zip unzip p7zip-full cabextract yara clamav-testfiles xorriso)
+  pkgs+=(postfix swaks zip unzip p7zip-full cabextract yara clamav-testfiles xorriso postgresql)
 fi
 
 missing=()

@@ -21,7 +21,6 @@ import (
 	"github.com/mailguard/mailguard/reason"
 	"github.com/mailguard/mailguard/sandbox"
 	"github.com/mailguard/mailguard/store"
-	"github.com/mailguard/mailguard/store/sqlite"
 )
 
 const quarantineUsage = `usage: mailguard quarantine <list|show|release|delete|export> [flags]
@@ -55,20 +54,6 @@ func cmdQuarantine(args []string, stdin io.Reader, stdout, stderr io.Writer) err
 	}
 	fmt.Fprintf(stderr, "mailguard quarantine: unknown subcommand %q\n\n%s", args[0], quarantineUsage)
 	return exitError(2)
-}
-
-// openStore opens the store the policy names, for the CLI.
-func openStore(cfg string, stderr io.Writer) (*policy.Policy, *sqlite.DB, error) {
-	p, diags := policy.Load(cfg)
-	if diags.HasErrors() {
-		fmt.Fprint(stderr, policy.FormatDiagnostics(diags))
-		return nil, nil, exitError(1)
-	}
-	if _, err := os.Stat(p.Store.Path); err != nil {
-		return nil, nil, fmt.Errorf("store %s: %w (has serve run with this policy?)", p.Store.Path, err)
-	}
-	st, err := sqlite.Open(p.Store.Path, sqlite.Options{})
-	return p, st, err
 }
 
 // filterFlags are the list filters, shared by list, release and delete.
@@ -524,7 +509,7 @@ func release(ctx context.Context, st store.Store, ev *gateway.EventLog, id strin
 	return nil
 }
 
-func deleteMsg(ctx context.Context, st *sqlite.DB, ev *gateway.EventLog, id, note string) error {
+func deleteMsg(ctx context.Context, st backend, ev *gateway.EventLog, id, note string) error {
 	m, err := st.Get(ctx, id)
 	if err != nil {
 		return err

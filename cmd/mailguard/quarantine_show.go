@@ -12,7 +12,6 @@ import (
 
 	"github.com/mailguard/mailguard/reason"
 	"github.com/mailguard/mailguard/store"
-	"github.com/mailguard/mailguard/store/sqlite"
 )
 
 // shown is everything `quarantine show` prints about one message.
@@ -52,7 +51,7 @@ func qShow(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func loadShown(ctx context.Context, st *sqlite.DB, id string) (*shown, error) {
+func loadShown(ctx context.Context, st backend, id string) (*shown, error) {
 	m, err := st.Get(ctx, id)
 	if err != nil {
 		return nil, err

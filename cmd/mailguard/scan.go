@@ -14,7 +14,6 @@ import (
 
 	"github.com/mailguard/mailguard/attach"
 	"github.com/mailguard/mailguard/gateway"
-	"github.com/mailguard/mailguard/store/sqlite"
 )
 
 func cmdScan(args []string, stdout, stderr io.Writer) error {
@@ -50,8 +49,8 @@ func cmdScan(args []string, stdout, stderr io.Writer) error {
 	opt := gateway.Options{Policy: p}
 	// The conversation memory is read (not written) when the store exists,
 	// so that scan decides as serve would.
-	if _, err := os.Stat(filepath.Join(p.Store.Path, "mailguard.db")); err == nil {
-		st, err := sqlite.Open(p.Store.Path, sqlite.Options{})
+	if storeExists(p) {
+		st, err := openBackend(p)
 		if err != nil {
 			return err
 		}

@@ -14,7 +14,6 @@ import (
 
 	"github.com/mailguard/mailguard/gateway"
 	"github.com/mailguard/mailguard/policy"
-	"github.com/mailguard/mailguard/store/sqlite"
 )
 
 // loadPolicy loads and fully validates the policy, printing diagnostics.
@@ -70,10 +69,7 @@ func cmdServe(args []string, stderr io.Writer) error {
 		return err
 	}
 	log := newLogger(p, stderr)
-	if p.Store.Postgres != "" {
-		return fmt.Errorf("store.postgres is not implemented yet; use store.path")
-	}
-	st, err := sqlite.Open(p.Store.Path, sqlite.Options{})
+	st, err := openBackend(p)
 	if err != nil {
 		return err
 	}
@@ -93,7 +89,7 @@ func cmdServe(args []string, stderr io.Writer) error {
 			reload(g, *cfg, log)
 		}
 	}()
-	log.Info("starting", "config", *cfg, "store", p.Store.Path, "hostname", p.Gateway.Hostname)
+	log.Info("starting", "config", *cfg, "store", storeName(p), "hostname", p.Gateway.Hostname)
 	return g.Serve(ctx)
 }
 

@@ -11,7 +11,6 @@ import (
 	"strings"
 
 	"github.com/mailguard/mailguard/gateway"
-	"github.com/mailguard/mailguard/store/sqlite"
 )
 
 // qUnlock re-runs the inspection of a held or quarantined message with an
@@ -51,7 +50,7 @@ func qUnlock(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	st, err := sqlite.Open(p.Store.Path, sqlite.Options{})
+	st, err := openBackend(p)
 	if err != nil {
 		return err
 	}

@@ -48,6 +48,22 @@ func (s *DB) Accept(ctx context.Context, m *store.Message, r io.Reader) (int64, 
 		m.ReceivedAt = s.now()
 	}
 	m.State = store.Received
+	if b.f == nil {
+		// The common case, one chunk: row and bytes in one round trip.
+		err = s.batch(ctx, func(bt *pgx.Batch) {
+			queueMessage(bt, m, s.now())
+			bt.Queue(`INSERT INTO spool (msg_id, seq, data) VALUES ($1, 0, $2)`, m.ID, nonNilBytes(b.mem))
+		}, func(br pgx.BatchResults) error {
+			if _, err := br.Exec(); err != nil {
+				return fmt.Errorf("store: insert %s: %w", m.ID, err)
+			}
+			if _, err := br.Exec(); err != nil {
+				return fmt.Errorf("store: spool %s: %w", m.ID, err)
+			}
+			return nil
+		})
+		return n, err
+	}
 	err = s.tx(ctx, func(tx pgx.Tx) error {
 		if err := insertMessage(ctx, tx, m, s.now()); err != nil {
 			return err
@@ -60,16 +76,31 @@ func (s *DB) Accept(ctx context.Context, m *store.Message, r io.Reader) (int64, 
 	return n, err
 }
 
-func insertMessage(ctx context.Context, tx pgx.Tx, m *store.Message, now time.Time) error {
-	_, err := tx.Exec(ctx, `INSERT INTO messages (id, received_at, state, state_at, direction,
-		client_ip, helo, proto, smtputf8, eightbit, mail_from, rcpts, size, message_id, hdr_from,
-		subject, action, reasons, score, decision, prepend, hold_until)
-		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22)`,
-		m.ID, m.ReceivedAt, string(m.State), now, clean(m.Direction), clean(m.ClientIP), clean(m.HELO),
+func nonNilBytes(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+const insertMessageSQL = `INSERT INTO messages (id, received_at, state, state_at, direction,
+	client_ip, helo, proto, smtputf8, eightbit, mail_from, rcpts, size, message_id, hdr_from,
+	subject, action, reasons, score, decision, prepend, hold_until)
+	VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22)`
+
+func messageArgs(m *store.Message, now time.Time) []any {
+	return []any{m.ID, m.ReceivedAt, string(m.State), now, clean(m.Direction), clean(m.ClientIP), clean(m.HELO),
 		clean(m.Proto), m.SMTPUTF8, m.EightBit, clean(m.MailFrom), cleanAll(m.Rcpts), m.Size,
 		clean(m.MessageID), clean(m.From), clean(m.Subject), clean(m.Action), cleanAll(m.Reasons),
-		m.Score, []byte(m.Decision), m.Prepend, tz(m.HoldUntil))
-	if err != nil {
+		m.Score, []byte(m.Decision), m.Prepend, tz(m.HoldUntil)}
+}
+
+func queueMessage(b *pgx.Batch, m *store.Message, now time.Time) {
+	b.Queue(insertMessageSQL, messageArgs(m, now)...)
+}
+
+func insertMessage(ctx context.Context, tx pgx.Tx, m *store.Message, now time.Time) error {
+	if _, err := tx.Exec(ctx, insertMessageSQL, messageArgs(m, now)...); err != nil {
 		return fmt.Errorf("store: insert %s: %w", m.ID, err)
 	}
 	return nil
@@ -214,39 +245,92 @@ func states(l []store.State) []string {
 	return out
 }
 
-// Decide implements store.Store.
+// errNoMatch ends a conditional transaction whose row was not in an
+// expected state; stateError says which error that is.
+var errNoMatch = errors.New("store: no row matched")
+
+// stateError explains why a conditional update of id matched nothing.
+func (s *DB) stateError(ctx context.Context, id string, from []store.State) error {
+	var cur string
+	err := s.pool.QueryRow(ctx, `SELECT state FROM messages WHERE id = $1`, id).Scan(&cur)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("store: state of %s: %w", id, err)
+	}
+	return fmt.Errorf("%w: %s is %s, not %v", store.ErrState, id, cur, from)
+}
+
+// Decide implements store.Store: the conditional state change with the
+// decision, the file index and the deliveries go in one round trip with
+// their BEGIN; COMMIT follows only if the message was in a from state.
 func (s *DB) Decide(ctx context.Context, id string, from []store.State, d store.Decided) error {
-	return s.tx(ctx, func(tx pgx.Tx) error {
-		now := s.now()
-		if err := setState(ctx, tx, id, from, d.State, now); err != nil {
-			return err
+	if !validID(id) {
+		return store.ErrNotFound
+	}
+	var now time.Time
+	err := s.batchTx(ctx, func(b *pgx.Batch) {
+		now = s.now()
+		q := `UPDATE messages SET state = $1, state_at = $2, message_id = $3, hdr_from = $4, subject = $5,
+			action = $6, reasons = $7, score = $8, decision = $9, prepend = $10, hold_until = $11,
+			subject_prefix = $12, strip_ar = $13 WHERE id = $14`
+		args := []any{string(d.State), now, clean(d.MessageID), clean(d.From), clean(d.Subject), clean(d.Action),
+			cleanAll(d.Reasons), d.Score, []byte(d.Decision), d.Prepend, tz(d.HoldUntil), clean(d.SubjectPrefix),
+			d.StripAuthResults, id}
+		if len(from) > 0 {
+			q += ` AND state = ANY($15)`
+			args = append(args, states(from))
 		}
-		_, err := tx.Exec(ctx, `UPDATE messages SET message_id = $1, hdr_from = $2, subject = $3,
-			action = $4, reasons = $5, score = $6, decision = $7, prepend = $8, hold_until = $9,
-			subject_prefix = $10, strip_ar = $11 WHERE id = $12`, clean(d.MessageID), clean(d.From),
-			clean(d.Subject), clean(d.Action), cleanAll(d.Reasons), d.Score, []byte(d.Decision), d.Prepend,
-			tz(d.HoldUntil), clean(d.SubjectPrefix), d.StripAuthResults, id)
+		b.Queue(q, args...)
+		queueFiles(b, id, d.Files)
+		queueDeliveries(b, id, d.Deliveries, now, d.LeaseOwner, d.LeaseUntil)
+	}, func(br pgx.BatchResults) error {
+		tag, err := br.Exec()
 		if err != nil {
 			return fmt.Errorf("store: decide %s: %w", id, err)
 		}
-		if err := replaceFiles(ctx, tx, id, d.Files); err != nil {
+		if tag.RowsAffected() == 0 {
+			return errNoMatch
+		}
+		if err := readFiles(br, id, d.Files); err != nil {
 			return err
 		}
-		return insertDeliveries(ctx, tx, id, d.Deliveries, now, d.LeaseOwner, d.LeaseUntil)
+		return readDeliveries(br, id, d.Deliveries, now)
 	})
+	if errors.Is(err, errNoMatch) {
+		return s.stateError(ctx, id, from)
+	}
+	return err
 }
 
-// replaceFiles replaces the attachment index of a message, in one round
-// trip however many files it has.
-func replaceFiles(ctx context.Context, tx pgx.Tx, id string, files []store.FileRef) error {
-	var b pgx.Batch
+// queueFiles replaces the attachment index of a message: two statements
+// however many files (unnest keeps their order, which Get returns).
+func queueFiles(b *pgx.Batch, id string, files []store.FileRef) {
 	b.Queue(`DELETE FROM files WHERE msg_id = $1`, id)
-	for _, f := range files {
-		b.Queue(`INSERT INTO files (msg_id, sha256, path, name, type, size) VALUES ($1,$2,$3,$4,$5,$6)`,
-			id, strings.ToLower(clean(f.SHA256)), clean(f.Path), clean(f.Name), clean(f.Type), f.Size)
+	if len(files) == 0 {
+		return
 	}
-	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
-		return fmt.Errorf("store: files %s: %w", id, err)
+	sums, paths, names, types := make([]string, len(files)), make([]string, len(files)), make([]string, len(files)), make([]string, len(files))
+	sizes := make([]int64, len(files))
+	for i, f := range files {
+		sums[i], paths[i], names[i], types[i] = strings.ToLower(clean(f.SHA256)), clean(f.Path), clean(f.Name), clean(f.Type)
+		sizes[i] = f.Size
+	}
+	b.Queue(`INSERT INTO files (msg_id, sha256, path, name, type, size)
+		SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[])`,
+		id, sums, paths, names, types, sizes)
+}
+
+func readFiles(br pgx.BatchResults, id string, files []store.FileRef) error {
+	n := 1
+	if len(files) > 0 {
+		n = 2
+	}
+	for range n {
+		if _, err := br.Exec(); err != nil {
+			return fmt.Errorf("store: files %s: %w", id, err)
+		}
 	}
 	return nil
 }
@@ -284,27 +368,50 @@ func cancelDeliveries(ctx context.Context, tx pgx.Tx, id string, now time.Time) 
 	return nil
 }
 
-// insertDeliveries creates deliveries, already leased to owner until
-// until when owner is set, and writes their IDs back into dels.
-func insertDeliveries(ctx context.Context, tx pgx.Tx, id string, dels []store.Delivery, now time.Time, owner string, until time.Time) error {
+// queueDeliveries creates deliveries, already leased to owner until
+// until when owner is set; readDeliveries writes their IDs back into dels.
+func queueDeliveries(b *pgx.Batch, id string, dels []store.Delivery, now time.Time, owner string, until time.Time) {
 	var lease any
 	if owner != "" {
 		lease = until
 	}
-	for i, d := range dels {
+	for _, d := range dels {
 		next := d.NextAt
 		if next.IsZero() {
 			next = now
 		}
-		err := tx.QueryRow(ctx, `INSERT INTO deliveries (msg_id, route, mail_from, rcpts, next_at,
-			created_at, extra, lease_owner, lease_until) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) RETURNING id`,
-			id, clean(d.Route), clean(d.MailFrom), cleanAll(d.Rcpts), next, now, d.Extra, clean(owner), lease).Scan(&dels[i].ID)
-		if err != nil {
+		b.Queue(`INSERT INTO deliveries (msg_id, route, mail_from, rcpts, next_at, created_at, extra,
+			lease_owner, lease_until) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) RETURNING id`,
+			id, clean(d.Route), clean(d.MailFrom), cleanAll(d.Rcpts), next, now, d.Extra, clean(owner), lease)
+	}
+}
+
+func readDeliveries(br pgx.BatchResults, id string, dels []store.Delivery, now time.Time) error {
+	for i := range dels {
+		if err := br.QueryRow().Scan(&dels[i].ID); err != nil {
 			return fmt.Errorf("store: queue %s: %w", id, err)
 		}
-		dels[i].MsgID, dels[i].Created, dels[i].NextAt = id, now, next
+		if dels[i].NextAt.IsZero() {
+			dels[i].NextAt = now
+		}
+		dels[i].MsgID, dels[i].Created = id, now
 	}
 	return nil
+}
+
+// insertDeliveries is queueDeliveries and readDeliveries inside tx.
+func insertDeliveries(ctx context.Context, tx pgx.Tx, id string, dels []store.Delivery, now time.Time, owner string, until time.Time) error {
+	if len(dels) == 0 {
+		return nil
+	}
+	var b pgx.Batch
+	queueDeliveries(&b, id, dels, now, owner, until)
+	br := tx.SendBatch(ctx, &b)
+	err := readDeliveries(br, id, dels, now)
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // filterSQL turns a Filter into WHERE conditions with their arguments,

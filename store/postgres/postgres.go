@@ -17,6 +17,15 @@
 //
 // It owns the SQL and the schema; it must not know policy (decisions are
 // opaque JSON) nor the pipeline.
+//
+// Its tests run the store, sandbox and thread conformance suites and the
+// two-node tests against a real server, each test in a schema of its own:
+//
+//	MAILGUARD_TEST_POSTGRES='postgres://postgres@127.0.0.1:5432/mailguard_test?sslmode=disable' \
+//	  go test ./store/postgres
+//
+// (scripts/test.sh starts a private server and sets the variable; without
+// it those tests skip).
 package postgres
 
 import (
@@ -94,6 +103,10 @@ func Open(ctx context.Context, url string, opt Options) (*DB, error) {
 	}
 	if s.chunk <= 0 {
 		s.chunk = defaultChunk
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("store: postgres: %w", err)
 	}
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
@@ -207,6 +220,58 @@ func (s *DB) tx(ctx context.Context, fn func(pgx.Tx) error) error {
 	var err error
 	for attempt := 0; attempt < 4; attempt++ {
 		err = pgx.BeginFunc(ctx, s.pool, fn)
+		if !retryable(err) {
+			return err
+		}
+	}
+	return err
+}
+
+// batch sends the statements queue adds in one round trip, as one
+// implicit transaction: all or nothing, committed (durably) when it
+// returns. read consumes the results in order; statements after a failed
+// one do not run. Deadlocks are retried like in tx.
+func (s *DB) batch(ctx context.Context, queue func(*pgx.Batch), read func(pgx.BatchResults) error) error {
+	var err error
+	for attempt := 0; attempt < 4; attempt++ {
+		var b pgx.Batch
+		queue(&b)
+		br := s.pool.SendBatch(ctx, &b)
+		err = read(br)
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
+		if !retryable(err) {
+			return err
+		}
+	}
+	return err
+}
+
+// batchTx is batch for statements whose outcome decides whether to
+// commit: BEGIN and the statements go in one round trip, read inspects
+// the results, and the transaction is committed (a second round trip)
+// only if read and every statement succeeded; else it is rolled back and
+// the error returned.
+func (s *DB) batchTx(ctx context.Context, queue func(*pgx.Batch), read func(pgx.BatchResults) error) error {
+	var err error
+	for attempt := 0; attempt < 4; attempt++ {
+		var b pgx.Batch
+		b.BeginTx(pgx.TxOptions{})
+		queue(&b)
+		br := s.pool.SendBatch(ctx, &b)
+		tx := br.Tx()
+		if _, err = br.Exec(); err == nil { // BEGIN
+			err = read(br)
+		}
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = tx.Commit(ctx)
+		} else {
+			tx.Rollback(ctx)
+		}
 		if !retryable(err) {
 			return err
 		}

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"runtime"
@@ -374,5 +375,39 @@ func TestOpenErrors(t *testing.T) {
 	if _, err := Open(ctx, withParam(t, u, "search_path", "mgtest_does_not_exist"), Options{}); err == nil ||
 		!strings.Contains(err.Error(), "search_path") {
 		t.Errorf("Open with a missing schema: %v", err)
+	}
+}
+
+// TestFileIndex: the attachment index keeps the order of the tree, is
+// replaced by a second decision, and finds messages by hash.
+func TestFileIndex(t *testing.T) {
+	s := openTest(t, Options{})
+	storetest.Accept(t, s, "fi1", "x", "u@corp.example")
+	var files []store.FileRef
+	for i := range 60 {
+		files = append(files, store.FileRef{SHA256: fmt.Sprintf("%064X", 60-i), Path: fmt.Sprintf("a.zip/%02d.txt", i),
+			Name: fmt.Sprintf("%02d.txt", i), Type: "text/plain", Size: int64(i)})
+	}
+	if err := s.Decide(ctx, "fi1", nil, store.Decided{State: store.Held, Files: files}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.Get(ctx, "fi1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range files {
+		files[i].SHA256 = strings.ToLower(files[i].SHA256)
+	}
+	if diff := cmp.Diff(files, m.Files); diff != "" {
+		t.Errorf("file index (-want +got):\n%s", diff)
+	}
+	if ids, _ := s.MessageIDs(ctx, store.Filter{SHA256: fmt.Sprintf("%064x", 7)}); !cmp.Equal(ids, []string{"fi1"}) {
+		t.Errorf("by hash: %v", ids)
+	}
+	if err := s.Decide(ctx, "fi1", nil, store.Decided{State: store.Quarantined, Files: files[:1]}); err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := s.Get(ctx, "fi1"); len(m.Files) != 1 {
+		t.Errorf("a second decision left %d files", len(m.Files))
 	}
 }

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -58,7 +59,7 @@ func (s *DB) Claim(ctx context.Context, owner string, lease time.Duration, max i
 		if c := a.NextAt.Compare(b.NextAt); c != 0 {
 			return c
 		}
-		return int(a.ID - b.ID)
+		return cmp.Compare(a.ID, b.ID)
 	})
 	return out, nil
 }
@@ -67,8 +68,7 @@ func (s *DB) Claim(ctx context.Context, owner string, lease time.Duration, max i
 // returns its ID.
 func lockMessageOf(ctx context.Context, tx pgx.Tx, id int64) (string, error) {
 	var msgID string
-	err := tx.QueryRow(ctx, `SELECT m.id FROM deliveries d JOIN messages m ON m.id = d.msg_id
-		WHERE d.id = $1 FOR NO KEY UPDATE OF m`, id).Scan(&msgID)
+	err := tx.QueryRow(ctx, lockMessageOfSQL, id).Scan(&msgID)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return "", fmt.Errorf("store: delivery %d: %w", id, store.ErrNotFound)
 	}
@@ -78,17 +78,58 @@ func lockMessageOf(ctx context.Context, tx pgx.Tx, id int64) (string, error) {
 // DeliveryDone implements store.Store. The message row is locked before
 // the last pending delivery is counted, so that two nodes finishing the
 // last two deliveries of one message at once cannot both see the other's
-// as pending: the second waits and sees the first committed.
+// as pending: the second waits and sees the first committed. Without a
+// DSN this is one round trip.
 func (s *DB) DeliveryDone(ctx context.Context, id int64, results []store.RcptResult, dsn *store.Message, dsnBytes []byte) error {
+	if dsn != nil {
+		return s.deliveryDoneDSN(ctx, id, results, dsn, dsnBytes)
+	}
+	return s.batch(ctx, func(b *pgx.Batch) {
+		now := s.now()
+		b.Queue(lockMessageOfSQL, id)
+		b.Queue(doneSQL, now, resultsJSON(results), lastError(results), accepted(results), id)
+		// Finishing is idempotent: after a delivery that was already done
+		// (cancelled, or done by a worker whose lease expired), it changes
+		// nothing.
+		b.Queue(`UPDATE messages SET state_at = $2, state = CASE
+				WHEN EXISTS (SELECT 1 FROM deliveries WHERE msg_id = messages.id AND accepted) THEN 'delivered'
+				ELSE 'bounced' END
+			WHERE id = (SELECT msg_id FROM deliveries WHERE id = $1) AND state IN ('queued', 'released')
+				AND NOT EXISTS (SELECT 1 FROM deliveries WHERE msg_id = messages.id AND done_at IS NULL)`, id, now)
+	}, func(br pgx.BatchResults) error {
+		var msgID string
+		if err := br.QueryRow().Scan(&msgID); errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("store: delivery %d: %w", id, store.ErrNotFound)
+		} else if err != nil {
+			return fmt.Errorf("store: done %d: %w", id, err)
+		}
+		for range 2 {
+			if _, err := br.Exec(); err != nil {
+				return fmt.Errorf("store: done %d: %w", id, err)
+			}
+		}
+		return nil
+	})
+}
+
+const (
+	lockMessageOfSQL = `SELECT m.id FROM deliveries d JOIN messages m ON m.id = d.msg_id
+		WHERE d.id = $1 FOR NO KEY UPDATE OF m`
+	doneSQL = `UPDATE deliveries SET done_at = $1, attempts = attempts + 1, lease_until = NULL,
+		results = $2, last_error = $3, rcpts = '{}', accepted = accepted OR $4
+		WHERE id = $5 AND done_at IS NULL`
+)
+
+// deliveryDoneDSN is DeliveryDone with a DSN to queue, in a transaction
+// that queues it only if this call finished the delivery.
+func (s *DB) deliveryDoneDSN(ctx context.Context, id int64, results []store.RcptResult, dsn *store.Message, dsnBytes []byte) error {
 	return s.tx(ctx, func(tx pgx.Tx) error {
 		now := s.now()
 		msgID, err := lockMessageOf(ctx, tx, id)
 		if err != nil {
 			return err
 		}
-		tag, err := tx.Exec(ctx, `UPDATE deliveries SET done_at = $1, attempts = attempts + 1,
-			lease_until = NULL, results = $2, last_error = $3, rcpts = '{}', accepted = accepted OR $4
-			WHERE id = $5 AND done_at IS NULL`, now, resultsJSON(results), lastError(results), accepted(results), id)
+		tag, err := tx.Exec(ctx, doneSQL, now, resultsJSON(results), lastError(results), accepted(results), id)
 		if err != nil {
 			return fmt.Errorf("store: done %d: %w", id, err)
 		}
@@ -121,11 +162,15 @@ func finishMessage(ctx context.Context, tx pgx.Tx, msgID string, now time.Time) 
 // DeliveryRetry implements store.Store. A delivery that is no longer
 // pending (cancelled meanwhile) is left alone, and so is its DSN.
 func (s *DB) DeliveryRetry(ctx context.Context, id int64, at time.Time, pending []string, results []store.RcptResult, dsn *store.Message, dsnBytes []byte) error {
+	args := []any{cleanAll(pending), at, resultsJSON(results), lastError(results), accepted(results), id}
+	if dsn == nil {
+		if _, err := s.pool.Exec(ctx, retrySQL, args...); err != nil {
+			return fmt.Errorf("store: retry %d: %w", id, err)
+		}
+		return nil
+	}
 	return s.tx(ctx, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `UPDATE deliveries SET rcpts = $1, attempts = attempts + 1, next_at = $2,
-			lease_until = NULL, lease_owner = '', results = $3, last_error = $4, accepted = accepted OR $5
-			WHERE id = $6 AND done_at IS NULL`, cleanAll(pending), at, resultsJSON(results), lastError(results),
-			accepted(results), id)
+		tag, err := tx.Exec(ctx, retrySQL, args...)
 		if err != nil {
 			return fmt.Errorf("store: retry %d: %w", id, err)
 		}
@@ -135,6 +180,10 @@ func (s *DB) DeliveryRetry(ctx context.Context, id int64, at time.Time, pending 
 		return s.queueDSN(ctx, tx, dsn, dsnBytes)
 	})
 }
+
+const retrySQL = `UPDATE deliveries SET rcpts = $1, attempts = attempts + 1, next_at = $2,
+	lease_until = NULL, lease_owner = '', results = $3, last_error = $4, accepted = accepted OR $5
+	WHERE id = $6 AND done_at IS NULL`
 
 // ReleaseLeases implements store.Store.
 func (s *DB) ReleaseLeases(ctx context.Context, owner string) (int, error) {
