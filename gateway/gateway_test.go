@@ -221,7 +221,9 @@ func TestInspectionFailureTempfails(t *testing.T) {
 	f := newFixture(t, "")
 	ctx := context.Background()
 	m := &store.Message{ID: "gone1", Direction: "inbound", ClientIP: "198.51.100.7", Rcpts: []string{"bob@corp.example"}}
-	if _, err := f.st.Accept(ctx, m, strings.NewReader("Subject: x\r\n\r\nx\r\n")); err != nil {
+	// Large enough to live in a spool file (small ones are in the database).
+	big := "Subject: x\r\n\r\n" + strings.Repeat(strings.Repeat("x", 76)+"\r\n", 3000)
+	if _, err := f.st.Accept(ctx, m, strings.NewReader(big)); err != nil {
 		t.Fatal(err)
 	}
 	os.Remove(f.st.SpoolPath("gone1"))

@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -46,24 +47,39 @@ func validID(id string) bool {
 	return true
 }
 
-// Accept implements store.Store. Order is the design: write to tmp, fsync,
-// rename, fsync the directory and commit the row (both in the group
-// commit). Only then does it return.
+// Accept implements store.Store. A message up to the inline size is
+// committed with its row (one group-committed WAL fsync). A larger one:
+// write to tmp, fsync, rename, then fsync the directory and commit the row
+// (both in the group commit). Only then does it return.
 func (s *DB) Accept(ctx context.Context, m *store.Message, r io.Reader) (int64, error) {
 	if !validID(m.ID) {
 		return 0, fmt.Errorf("store: invalid message id %q", m.ID)
 	}
-	tmp := filepath.Join(s.dir, "spool", "tmp", m.ID)
-	final := s.spoolPath(m.ID)
-	n, err := s.spool(tmp, final, r)
-	if err != nil {
-		return n, err
-	}
-	m.Size = n
 	if m.ReceivedAt.IsZero() {
 		m.ReceivedAt = s.now()
 	}
 	m.State = store.Received
+	head, small, err := s.readInline(r)
+	if err != nil {
+		return int64(len(head)), err
+	}
+	if small {
+		m.Size = int64(len(head))
+		err := s.write(ctx, nil, func(tx *sql.Tx) error {
+			if err := insertMessage(tx, m, s.now()); err != nil {
+				return err
+			}
+			return insertInline(tx, m.ID, head)
+		})
+		return m.Size, err
+	}
+	tmp := filepath.Join(s.dir, "spool", "tmp", m.ID)
+	final := s.spoolPath(m.ID)
+	n, err := s.spool(tmp, final, io.MultiReader(bytes.NewReader(head), r))
+	if err != nil {
+		return n, err
+	}
+	m.Size = n
 	err = s.write(ctx, []string{filepath.Dir(final)}, func(tx *sql.Tx) error {
 		return insertMessage(tx, m, s.now())
 	})
@@ -74,6 +90,28 @@ func (s *DB) Accept(ctx context.Context, m *store.Message, r io.Reader) (int64, 
 		return n, err
 	}
 	return n, nil
+}
+
+// readInline reads r up to the inline size. small reports that r ended
+// within it (head is then the whole message).
+func (s *DB) readInline(r io.Reader) (head []byte, small bool, err error) {
+	if s.inline <= 0 {
+		return nil, false, nil
+	}
+	head, err = io.ReadAll(io.LimitReader(r, int64(s.inline)+1))
+	if err != nil {
+		// The reader's error (bare LF, too large, timeout) is the caller's
+		// to map to a reply: keep it unwrapped for errors.Is/As.
+		return head, false, err
+	}
+	return head, len(head) <= s.inline, nil
+}
+
+func insertInline(tx *sql.Tx, id string, b []byte) error {
+	if _, err := tx.Exec(`INSERT INTO spool_inline (id, data) VALUES (?, ?)`, id, b); err != nil {
+		return fmt.Errorf("store: spool %s: %w", id, err)
+	}
+	return nil
 }
 
 func (s *DB) spool(tmp, final string, r io.Reader) (int64, error) {
@@ -88,8 +126,6 @@ func (s *DB) spool(tmp, final string, r io.Reader) (int64, error) {
 	if err != nil {
 		f.Close()
 		s.fs.Remove(tmp)
-		// The reader's error (bare LF, too large, timeout) is the caller's
-		// to map to a reply: keep it unwrapped for errors.Is/As.
 		return n, err
 	}
 	if err := f.Sync(); err != nil {
@@ -140,6 +176,14 @@ func insertMessage(tx *sql.Tx, m *store.Message, now time.Time) error {
 func (s *DB) Open(ctx context.Context, id string) (io.ReadSeekCloser, error) {
 	if !validID(id) {
 		return nil, store.ErrNotFound
+	}
+	var data []byte
+	err := s.r.QueryRowContext(ctx, `SELECT data FROM spool_inline WHERE id = ?`, id).Scan(&data)
+	if err == nil {
+		return inlineReader{bytes.NewReader(data)}, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("store: spool %s: %w", id, err)
 	}
 	f, err := os.Open(s.spoolPath(id))
 	if errors.Is(err, os.ErrNotExist) {
@@ -478,6 +522,12 @@ func (s *DB) RemoveContent(ctx context.Context, id string) error {
 	if m.State != store.Deleted {
 		return fmt.Errorf("store: %s is %s; only deleted messages lose their content", id, m.State)
 	}
+	if err := s.write(ctx, nil, func(tx *sql.Tx) error {
+		_, err := tx.Exec(`DELETE FROM spool_inline WHERE id = ?`, id)
+		return err
+	}); err != nil {
+		return fmt.Errorf("store: remove content of %s: %w", id, err)
+	}
 	err = os.Remove(s.spoolPath(id))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -485,6 +535,12 @@ func (s *DB) RemoveContent(ctx context.Context, id string) error {
 	return err
 }
 
-// SpoolPath is where the bytes of message id are kept (for tests and
-// operators; callers use Open).
+// inlineReader is a message kept in the database, read from memory. It
+// offers ReadAt like a spool file.
+type inlineReader struct{ *bytes.Reader }
+
+func (inlineReader) Close() error { return nil }
+
+// SpoolPath is where the bytes of message id are kept when they are in a
+// file (for tests and operators; callers use Open).
 func (s *DB) SpoolPath(id string) string { return s.spoolPath(id) }

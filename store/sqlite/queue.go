@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"errors"
 	"database/sql"
 	"encoding/json"
 	"fmt"
@@ -60,7 +61,7 @@ func (s *DB) Claim(ctx context.Context, owner string, lease time.Duration, max i
 
 // DeliveryRetry implements store.Store.
 func (s *DB) DeliveryRetry(ctx context.Context, id int64, at time.Time, pending []string, results []store.RcptResult, dsn *store.Message, dsnBytes []byte) error {
-	dirs, err := s.spoolDSN(dsn, dsnBytes)
+	dirs, inline, err := s.spoolDSN(dsn, dsnBytes)
 	if err != nil {
 		return err
 	}
@@ -71,7 +72,7 @@ func (s *DB) DeliveryRetry(ctx context.Context, id int64, at time.Time, pending 
 		if err != nil {
 			return fmt.Errorf("store: retry %d: %w", id, err)
 		}
-		return s.queueDSN(tx, dsn)
+		return s.queueDSN(tx, dsn, inline)
 	})
 	if err != nil && dsn != nil {
 		os.Remove(s.spoolPath(dsn.ID))
@@ -79,24 +80,37 @@ func (s *DB) DeliveryRetry(ctx context.Context, id int64, at time.Time, pending 
 	return err
 }
 
-// spoolDSN stores the bytes of a DSN (when there is one) and returns the
-// directory the committing transaction must fsync.
-func (s *DB) spoolDSN(dsn *store.Message, b []byte) ([]string, error) {
+// spoolDSN prepares the bytes of a DSN (when there is one): kept inline
+// (returned, for queueDSN to insert) when small, else spooled to a file
+// whose directory the committing transaction must fsync.
+func (s *DB) spoolDSN(dsn *store.Message, b []byte) (dirs []string, inline []byte, err error) {
 	if dsn == nil {
-		return nil, nil
+		return nil, nil, nil
+	}
+	dsn.Size = int64(len(b))
+	if s.inline > 0 && len(b) <= s.inline {
+		if !validID(dsn.ID) {
+			return nil, nil, fmt.Errorf("store: invalid message id %q", dsn.ID)
+		}
+		return nil, b, nil
 	}
 	dir, err := s.addSpooled(dsn.ID, b)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	dsn.Size = int64(len(b))
-	return []string{dir}, nil
+	return []string{dir}, nil, nil
 }
 
-// queueDSN records a spooled DSN as a queued message with its delivery.
-func (s *DB) queueDSN(tx *sql.Tx, dsn *store.Message) error {
+// queueDSN records a DSN as a queued message with its delivery (and its
+// bytes when they are inline).
+func (s *DB) queueDSN(tx *sql.Tx, dsn *store.Message, inline []byte) error {
 	if dsn == nil {
 		return nil
+	}
+	if inline != nil {
+		if err := insertInline(tx, dsn.ID, inline); err != nil {
+			return err
+		}
 	}
 	now := s.now()
 	dsn.State = store.Queued
@@ -115,7 +129,7 @@ func (s *DB) queueDSN(tx *sql.Tx, dsn *store.Message) error {
 
 // DeliveryDone implements store.Store.
 func (s *DB) DeliveryDone(ctx context.Context, id int64, results []store.RcptResult, dsn *store.Message, dsnBytes []byte) error {
-	dirs, err := s.spoolDSN(dsn, dsnBytes)
+	dirs, inline, err := s.spoolDSN(dsn, dsnBytes)
 	if err != nil {
 		return err
 	}
@@ -137,7 +151,7 @@ func (s *DB) DeliveryDone(ctx context.Context, id int64, results []store.RcptRes
 		if err := finishMessage(tx, msgID, now); err != nil {
 			return err
 		}
-		return s.queueDSN(tx, dsn)
+		return s.queueDSN(tx, dsn, inline)
 	})
 	if err != nil && dsn != nil {
 		os.Remove(s.spoolPath(dsn.ID))
@@ -225,30 +239,19 @@ func (s *DB) Recover(ctx context.Context) (store.Recovery, error) {
 			}
 		}
 	}
-	known := map[string]store.State{}
-	rows, err := s.r.QueryContext(ctx, `SELECT id, state FROM messages`)
-	if err != nil {
-		return rec, fmt.Errorf("store: recover: %w", err)
-	}
-	for rows.Next() {
-		var id, st string
-		if err := rows.Scan(&id, &st); err != nil {
-			rows.Close()
-			return rec, err
-		}
-		known[id] = store.State(st)
-	}
-	rows.Close()
+	// Spool files (large messages) without a row: moved aside as evidence.
 	msgRoot := filepath.Join(s.dir, "spool", "msg")
-	seen := map[string]bool{}
 	err = filepath.WalkDir(msgRoot, func(p string, d os.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
 		id := d.Name()
-		if _, ok := known[id]; ok {
-			seen[id] = true
+		var one int
+		switch err := s.r.QueryRowContext(ctx, `SELECT 1 FROM messages WHERE id = ?`, id).Scan(&one); {
+		case err == nil:
 			return nil
+		case !errors.Is(err, sql.ErrNoRows):
+			return err
 		}
 		if err := os.Rename(p, filepath.Join(s.dir, "spool", "orphan", id)); err != nil {
 			return err
@@ -259,11 +262,28 @@ func (s *DB) Recover(ctx context.Context) (store.Recovery, error) {
 	if err != nil {
 		return rec, fmt.Errorf("store: recover: %w", err)
 	}
-	for id, st := range known {
-		if seen[id] || !liveState(st) {
-			continue
+	// Rows in a live state whose bytes are neither inline nor in a file.
+	rows, err := s.r.QueryContext(ctx, `SELECT id FROM messages WHERE state IN (?,?,?,?,?,?)
+		AND content_purged = 0 AND NOT EXISTS (SELECT 1 FROM spool_inline i WHERE i.id = messages.id)`,
+		string(store.Received), string(store.Inspected), string(store.Queued), string(store.Held),
+		string(store.Quarantined), string(store.Released))
+	if err != nil {
+		return rec, fmt.Errorf("store: recover: %w", err)
+	}
+	var noInline []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return rec, err
 		}
-		rec.MissingSpool = append(rec.MissingSpool, id)
+		noInline = append(noInline, id)
+	}
+	rows.Close()
+	for _, id := range noInline {
+		if _, err := os.Stat(s.spoolPath(id)); errors.Is(err, os.ErrNotExist) {
+			rec.MissingSpool = append(rec.MissingSpool, id)
+		}
 	}
 	for _, id := range rec.MissingSpool {
 		if err := s.write(ctx, nil, func(tx *sql.Tx) error {
@@ -273,15 +293,6 @@ func (s *DB) Recover(ctx context.Context) (store.Recovery, error) {
 		}
 	}
 	return rec, nil
-}
-
-// liveState reports whether a message in st still needs its bytes.
-func liveState(st store.State) bool {
-	switch st {
-	case store.Received, store.Inspected, store.Queued, store.Held, store.Quarantined, store.Released:
-		return true
-	}
-	return false
 }
 
 func resultsJSON(r []store.RcptResult) string {

@@ -181,9 +181,26 @@ func (s *DB) purgeContent(ctx context.Context, r store.Retention, out *store.Pur
 	return more, nil
 }
 
-// removeSpool removes (or, dry, measures) the spool file of id and returns
-// its size and whether it was there; a file already gone is not an error.
+// removeSpool removes (or, dry, measures) the bytes of id, inline or in a
+// file, and returns their size and whether they were there; bytes already
+// gone are not an error.
 func (s *DB) removeSpool(id string, dry bool) (int64, bool, error) {
+	var n int64
+	err := s.r.QueryRow(`SELECT length(data) FROM spool_inline WHERE id = ?`, id).Scan(&n)
+	if err == nil {
+		if !dry {
+			if err := s.write(context.Background(), nil, func(tx *sql.Tx) error {
+				_, err := tx.Exec(`DELETE FROM spool_inline WHERE id = ?`, id)
+				return err
+			}); err != nil {
+				return 0, false, fmt.Errorf("store: purge %s: %w", id, err)
+			}
+		}
+		return n, true, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return 0, false, fmt.Errorf("store: purge %s: %w", id, err)
+	}
 	p := s.spoolPath(id)
 	info, err := os.Stat(p)
 	if errors.Is(err, fs.ErrNotExist) {

@@ -104,8 +104,12 @@ func (l lifecycle) state(id string) store.State {
 }
 
 func (l lifecycle) hasContent(id string) bool {
-	_, err := os.Stat(l.s.spoolPath(id))
-	return err == nil
+	f, err := l.s.Open(context.Background(), id)
+	if err != nil {
+		return false
+	}
+	f.Close()
+	return true
 }
 
 // build makes one message in each state at t0 and returns their IDs.
@@ -321,7 +325,7 @@ func TestPurgeLimit(t *testing.T) {
 // read and its write is respected.
 func TestPurgeRaces(t *testing.T) {
 	clk := &testClock{t: t0}
-	s := openTemp(t, Options{Now: clk.now})
+	s := openTemp(t, Options{Now: clk.now, InlineMax: -1}) // the crash below is of a spool file
 	l := lifecycle{t, s}
 	l.decide("q1", store.Quarantined, false)
 	l.deliver("d1", 250)

@@ -28,7 +28,15 @@ func openTemp(t *testing.T, opt Options) *DB {
 }
 
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) store.Store { return openTemp(t, Options{}) })
+	t.Run("inline", func(t *testing.T) {
+		storetest.Run(t, func(t *testing.T) store.Store { return openTemp(t, Options{}) })
+	})
+	t.Run("files", func(t *testing.T) {
+		storetest.Run(t, func(t *testing.T) store.Store { return openTemp(t, Options{InlineMax: -1}) })
+	})
+	t.Run("mixed", func(t *testing.T) { // every message above 64 bytes in a file
+		storetest.Run(t, func(t *testing.T) store.Store { return openTemp(t, Options{InlineMax: 64}) })
+	})
 }
 
 // faultFS fails the named step once armed.
@@ -108,7 +116,7 @@ func TestAcceptFaults(t *testing.T) {
 	for _, step := range []string{"create", "write", "sync", "close", "rename", "syncdir"} {
 		t.Run(step, func(t *testing.T) {
 			ffs := &faultFS{failOn: step}
-			s := openTemp(t, Options{fs: ffs})
+			s := openTemp(t, Options{fs: ffs, InlineMax: -1})
 			_, err := s.Accept(context.Background(), &store.Message{ID: "f1"}, strings.NewReader("data"))
 			if !errors.Is(err, errInjected) {
 				t.Fatalf("Accept err = %v, want the injected fault", err)
@@ -133,7 +141,7 @@ func TestAcceptFaults(t *testing.T) {
 // TestGroupCommit: concurrent accepts share directory fsyncs and commits.
 func TestGroupCommit(t *testing.T) {
 	ffs := &faultFS{}
-	s := openTemp(t, Options{fs: ffs})
+	s := openTemp(t, Options{fs: ffs, InlineMax: -1})
 	const n = 200
 	var wg sync.WaitGroup
 	for i := range n {
@@ -157,7 +165,7 @@ func TestGroupCommit(t *testing.T) {
 func TestCrashReopen(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
-	s1, err := Open(dir, Options{})
+	s1, err := Open(dir, Options{InlineMax: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +179,7 @@ func TestCrashReopen(t *testing.T) {
 	os.WriteFile(orphan, []byte("half"), 0o640)
 	os.Remove(s1.spoolPath("k2"))
 	// No Close: the process "died". Open a second handle, as a restart does.
-	s2, err := Open(dir, Options{})
+	s2, err := Open(dir, Options{InlineMax: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,5 +243,60 @@ func TestBlob(t *testing.T) {
 	}
 	if _, err := s.OpenBlob(ctx, "../x"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("OpenBlob(../x) = %v", err)
+	}
+}
+
+// TestInlineAccept: a small message is kept in the database (no spool
+// file, no directory fsync), survives a reopen without Close, and reads
+// back with random access like a file; a large one goes to a file.
+func TestInlineAccept(t *testing.T) {
+	dir := t.TempDir()
+	ffs := &faultFS{}
+	s1, err := Open(dir, Options{fs: ffs, InlineMax: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	small := "Subject: small\r\n\r\nbody\r\n"
+	large := "Subject: large\r\n\r\n" + strings.Repeat("x", 2000) + "\r\n"
+	storetest.Accept(t, s1, "inline1", small, "u@corp.example")
+	if ffs.syncDir != 0 {
+		t.Errorf("an inline message cost %d directory fsyncs", ffs.syncDir)
+	}
+	if _, err := os.Stat(s1.spoolPath("inline1")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("an inline message has a spool file: %v", err)
+	}
+	storetest.Accept(t, s1, "large1", large, "u@corp.example")
+	if _, err := os.Stat(s1.spoolPath("large1")); err != nil {
+		t.Errorf("a large message has no spool file: %v", err)
+	}
+	// Crash: no Close. The reopened store has both.
+	s2, err := Open(dir, Options{InlineMax: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	rec, err := s2.Recover(ctx)
+	if err != nil || len(rec.MissingSpool) != 0 || len(rec.Orphans) != 0 {
+		t.Errorf("Recover = %+v, %v", rec, err)
+	}
+	for id, want := range map[string]string{"inline1": small, "large1": large} {
+		f, err := s2.Open(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ra, ok := f.(io.ReaderAt)
+		if !ok {
+			t.Fatalf("%s: not random access", id)
+		}
+		b := make([]byte, 7)
+		if _, err := ra.ReadAt(b, 9); err != nil || string(b) != want[9:16] {
+			t.Errorf("%s: ReadAt = %q, %v", id, b, err)
+		}
+		all, _ := io.ReadAll(f)
+		f.Close()
+		if string(all) != want {
+			t.Errorf("%s: content differs", id)
+		}
 	}
 }
