@@ -106,9 +106,7 @@ func (g *Gateway) newSandbox(p *policy.Policy) (*sandbox.Scheduler, error) {
 	return sandbox.New(sandbox.Config{
 		Client: client, Store: g.sbStore, Search: *s.SearchFirst, VerdictTTL: s.TTL,
 		MaxInFlight: s.MaxConcurrent, MaxWait: s.Hold, Now: g.now, Log: g.log,
-		// The poller's budget follows the wire limit, so that a burst of
-		// verdicts is polled as fast as the sandbox allows.
-		RequestsPerSecond: float64(s.RequestsPerMinute) / 60,
+		RequestsPerSecond: pollBudget(s.RequestsPerMinute),
 		Backoff:           sandboxBackoff(s.Poll),
 		OnVerdict:         g.onVerdict,
 		Reopen: func(ctx context.Context, t sandbox.Task) (io.ReadCloser, error) {
@@ -126,6 +124,16 @@ func sandboxBackoff(poll time.Duration) sandbox.Backoff {
 		poll = policy.DefaultSandboxPoll
 	}
 	return sandbox.Backoff{FirstPoll: poll, Poll: poll / 4, PollMax: 2 * poll, Retry: min(poll, 10*time.Second)}
+}
+
+// schedulerBudget is sandbox.Config's default RequestsPerSecond.
+const schedulerBudget = 5
+
+// pollBudget is the scheduler's budget of task operations per second: its
+// default, or the wire limit (requests_per_minute) when that allows more,
+// so that the budget is never what slows polling below the wire limit.
+func pollBudget(rpm int) float64 {
+	return max(schedulerBudget, float64(rpm)/60)
 }
 
 // onVerdict queues the re-decision of every held message with that file.

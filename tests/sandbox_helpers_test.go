@@ -130,6 +130,11 @@ func (c emuCounters) polls() int {
 	return n
 }
 
+// statusPolls is the number of requests about submitted tasks.
+func (c emuCounters) statusPolls() int {
+	return c.Requests["tasks/status"] + c.Requests["tasks/view"] + c.Requests["tasks/get/report"]
+}
+
 func (e *capeEmu) counters() emuCounters {
 	e.t.Helper()
 	resp, err := http.Get("http://" + e.control + "/counters")

@@ -204,12 +204,12 @@ func TestSandboxKillDuringHold(t *testing.T) {
 	down := startSink(t, "")
 	g := startGateway(t, policyVars{Inbound: down.addr, Extra: sandboxBlock(emu)})
 	id := sendMessage(t, g.addr, attachmentMessage("crash me", "crash-1@partner.example", "c.js", file))
-	// A status poll proves the task id is stored; a poll request takes
-	// milliseconds and the next comes at least 225 ms later, so killing
-	// 50 ms after seeing one kills between polls, not during one (a
-	// claimed task would wait for its lease).
-	c0 := emu.waitCounters("first poll", func(c emuCounters) bool { return c.polls() > 0 }, 15*time.Second)
-	emu.waitCounters("second poll", func(c emuCounters) bool { return c.polls() > c0.polls() }, 15*time.Second)
+	// A status poll after the upload proves the task id is stored; a poll
+	// takes milliseconds and the next comes at least 225 ms later, so
+	// killing 50 ms after seeing one kills between polls, not during one
+	// (a task claimed by a dead process waits for its lease to expire).
+	c0 := emu.waitCounters("upload", func(c emuCounters) bool { return c.Requests["tasks/create/file"] == 1 }, 15*time.Second)
+	emu.waitCounters("status poll", func(c emuCounters) bool { return c.statusPolls() > c0.statusPolls() }, 15*time.Second)
 	time.Sleep(50 * time.Millisecond)
 	g.kill9()
 	if e, ok := g.entry(t, "held", id); !ok {

@@ -90,6 +90,11 @@ func Open(ctx context.Context, url string, opt Options) (*DB, error) {
 		return nil, errors.New("store: postgres url: synchronous_commit=off would acknowledge mail before it is durable")
 	}
 	cfg.AfterConnect = requireSyncCommit
+	for k, v := range sessionDefaults {
+		if _, set := cfg.ConnConfig.RuntimeParams[k]; !set {
+			cfg.ConnConfig.RuntimeParams[k] = v
+		}
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("store: postgres: %w", err)
@@ -113,6 +118,16 @@ func Open(ctx context.Context, url string, opt Options) (*DB, error) {
 		return nil, fmt.Errorf("store: postgres schema: %w", err)
 	}
 	return s, nil
+}
+
+// sessionDefaults are session settings sent at connection start unless
+// the URL sets them. A node frozen inside a transaction (stopped, swapped
+// out) must not hold row locks that the other nodes wait for: none of our
+// transactions waits for anything but the database, so a minute idle in
+// one means its node is gone.
+var sessionDefaults = map[string]string{
+	"application_name":                    "mailguard",
+	"idle_in_transaction_session_timeout": "60s",
 }
 
 // requireSyncCommit turns synchronous_commit back on for a session whose

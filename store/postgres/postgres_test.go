@@ -411,3 +411,18 @@ func TestFileIndex(t *testing.T) {
 		t.Errorf("a second decision left %d files", len(m.Files))
 	}
 }
+
+func TestSessionDefaults(t *testing.T) {
+	u := freshSchema(t)
+	s := openURL(t, u, Options{})
+	var app, idle string
+	s.pool.QueryRow(ctx, `SELECT current_setting('application_name'), current_setting('idle_in_transaction_session_timeout')`).Scan(&app, &idle)
+	if app != "mailguard" || idle != "1min" {
+		t.Errorf("application_name %q, idle_in_transaction_session_timeout %q", app, idle)
+	}
+	s2 := openURL(t, withParam(t, u, "application_name", "mx1"), Options{})
+	s2.pool.QueryRow(ctx, `SELECT current_setting('application_name')`).Scan(&app)
+	if app != "mx1" {
+		t.Errorf("the URL's application_name was replaced: %q", app)
+	}
+}

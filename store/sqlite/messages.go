@@ -365,7 +365,15 @@ func (s *DB) List(ctx context.Context, f store.Filter) ([]*store.Message, error)
 	var where []string
 	var args []any
 	if len(f.States) > 0 {
-		where = append(where, `state IN (`+placeholders(len(f.States))+`)`)
+		// With a hash or ID filter the few rows come through files_sha or
+		// the primary key; the unary + keeps SQLite (which has no table
+		// statistics) from walking messages_state instead, which reads
+		// every row in those states: 55 ms per verdict with 10,000 held.
+		col := `state`
+		if f.SHA256 != "" || len(f.IDs) > 0 {
+			col = `+state`
+		}
+		where = append(where, col+` IN (`+placeholders(len(f.States))+`)`)
 		for _, st := range f.States {
 			args = append(args, string(st))
 		}

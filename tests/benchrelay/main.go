@@ -8,6 +8,12 @@
 //
 //	go run ./tests/benchrelay [-n 2000] [-conc 1,10,50] [-sizes 10240,102400] [-policy extra.hcl]
 //
+// With -dns-zone ZONEFILE it serves that zone (RFC 1035 master-file text)
+// on a loopback DNS server (auth/dnstest) and points mailguard's
+// dns.servers at it, so that -policy can hold DNS-backed checks (auth,
+// reputation lists) without the machine's resolver. With -message FILE
+// smtp-source sends that message (-F) instead of generated payloads.
+//
 // It needs root (smtp-sink -u, a private Postfix) and talks to loopback only.
 package main
 
@@ -26,6 +32,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/mailguard/mailguard/auth/dnstest"
 )
 
 func main() {
@@ -36,8 +44,21 @@ func main() {
 	label := flag.String("label", "bare relay", "name of the mailguard configuration in the output")
 	skipPostfix := flag.Bool("no-postfix", false, "do not measure a Postfix relay")
 	bin := flag.String("bin", "", "mailguard binary (default: build ./cmd/mailguard)")
+	dnsZone := flag.String("dns-zone", "", "serve this zone file on a loopback DNS server and set mailguard's dns.servers to it")
+	message := flag.String("message", "", "send this message file (smtp-source -F) instead of payloads of -sizes")
 	flag.Parse()
-	if err := run(*n, ints(*concs), ints(*sizes), *extra, *label, *skipPostfix, *bin); err != nil {
+	var err error
+	if *dnsZone != "" {
+		var srv *dnstest.Server
+		if srv, *extra, err = withDNS(*dnsZone, *extra); err == nil {
+			err = run(*n, ints(*concs), ints(*sizes), *extra, *label, *skipPostfix, *bin, *message)
+			os.Remove(*extra)
+			srv.Close()
+		}
+	} else {
+		err = run(*n, ints(*concs), ints(*sizes), *extra, *label, *skipPostfix, *bin, *message)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "benchrelay:", err)
 		os.Exit(1)
 	}
@@ -54,7 +75,41 @@ func ints(s string) []int {
 	return out
 }
 
-func run(n int, concs, sizes []int, extraPolicy, label string, skipPostfix bool, bin string) error {
+// withDNS starts a DNS server for zoneFile and writes a policy file with
+// the blocks of extraPolicy (or the default) and a dns block pointing at it.
+func withDNS(zoneFile, extraPolicy string) (*dnstest.Server, string, error) {
+	zone, err := os.ReadFile(zoneFile)
+	if err != nil {
+		return nil, "", err
+	}
+	srv, err := dnstest.NewServer(string(zone))
+	if err != nil {
+		return nil, "", err
+	}
+	extra := []byte("auth { enabled = false }\n")
+	if extraPolicy != "" {
+		if extra, err = os.ReadFile(extraPolicy); err != nil {
+			srv.Close()
+			return nil, "", err
+		}
+	}
+	f, err := os.CreateTemp("", "benchrelay-policy-*.hcl")
+	if err != nil {
+		srv.Close()
+		return nil, "", err
+	}
+	_, err = fmt.Fprintf(f, "%s\ndns {\n  servers = [%q]\n}\n", extra, srv.Addr())
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		srv.Close()
+		return nil, "", err
+	}
+	return srv, f.Name(), nil
+}
+
+func run(n int, concs, sizes []int, extraPolicy, label string, skipPostfix bool, bin, message string) error {
 	work, err := os.MkdirTemp("", "benchrelay")
 	if err != nil {
 		return err
@@ -74,6 +129,13 @@ func run(n int, concs, sizes []int, extraPolicy, label string, skipPostfix bool,
 		return err
 	}
 	defer sink.stop()
+	if message != "" {
+		fi, err := os.Stat(message)
+		if err != nil {
+			return err
+		}
+		sink.message, sizes = message, []int{int(fi.Size())}
+	}
 
 	mg, err := startMailguard(bin, work, sink.addr, extraPolicy)
 	if err != nil {
@@ -138,9 +200,10 @@ func waitListen(addr string) error {
 
 // sink is smtp-sink with its running counter parsed.
 type sink struct {
-	addr  string
-	cmd   *exec.Cmd
-	count atomic.Int64
+	addr    string
+	cmd     *exec.Cmd
+	count   atomic.Int64
+	message string // smtp-source -F file, or "" for -l payloads
 }
 
 func startSink() (*sink, error) {
@@ -177,8 +240,12 @@ func (s *sink) stop() { s.cmd.Process.Kill(); s.cmd.Wait() }
 func (s *sink) measure(addr string, n, c, size int) float64 {
 	before := s.count.Load()
 	start := time.Now()
-	src := exec.Command("smtp-source", "-s", strconv.Itoa(c), "-m", strconv.Itoa(n), "-l", strconv.Itoa(size),
-		"-f", "bench@partner.example", "-t", "bench@corp.example", addr)
+	payload := []string{"-l", strconv.Itoa(size)}
+	if s.message != "" {
+		payload = []string{"-F", s.message}
+	}
+	src := exec.Command("smtp-source", append(append([]string{"-s", strconv.Itoa(c), "-m", strconv.Itoa(n)}, payload...),
+		"-f", "bench@partner.example", "-t", "bench@corp.example", addr)...)
 	if out, err := src.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "smtp-source to %s: %v %s\n", addr, err, out)
 		return 0
