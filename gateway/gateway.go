@@ -105,6 +105,9 @@ func New(opt Options) (*Gateway, error) {
 		g.now = time.Now
 	}
 	if g.node == "" {
+		g.node = opt.Policy.Gateway.Node
+	}
+	if g.node == "" {
 		h, err := os.Hostname()
 		if err != nil || h == "" {
 			h = "mailguard"

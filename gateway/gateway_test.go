@@ -206,6 +206,16 @@ func TestResumeInspectsReceived(t *testing.T) {
 	if _, err := f.st.Accept(context.Background(), m, strings.NewReader("Subject: QUARANTINE ME\r\n\r\nx\r\n")); err != nil {
 		t.Fatal(err)
 	}
+	// Just received: a session (maybe of another node) may still be
+	// inspecting it, so Resume leaves it…
+	if err := f.g.Resume(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.state(t, "crashed1"); got.State != store.Received {
+		t.Errorf("state after an early Resume = %s, want received", got.State)
+	}
+	// …until no session can still hold it.
+	f.clk.add(f.g.staleAfter() + time.Second)
 	if err := f.g.Resume(context.Background()); err != nil {
 		t.Fatal(err)
 	}

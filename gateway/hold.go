@@ -16,6 +16,8 @@ const holdTick = 2 * time.Second
 func (g *Gateway) holdLoop(ctx context.Context) {
 	t := time.NewTicker(holdTick)
 	defer t.Stop()
+	sweep := time.NewTicker(15 * time.Second)
+	defer sweep.Stop()
 	g.checkHeld(ctx)
 	for {
 		select {
@@ -23,6 +25,12 @@ func (g *Gateway) holdLoop(ctx context.Context) {
 			return
 		case id := <-g.recheck:
 			g.redecide(ctx, id)
+		case <-sweep.C:
+			// Undecided messages left by a crash (of this or another node)
+			// once no session can still be working on them.
+			if err := g.resumeUndecided(ctx); err != nil {
+				g.log.Error("resume undecided messages", "err", err)
+			}
 		case <-t.C:
 			g.checkHeld(ctx)
 		case <-g.wakeHold:

@@ -51,6 +51,9 @@ type Gateway struct {
 	InternalNetworks []string `hcl:"internal_networks,optional"`
 	// TrustedProxies may send PROXY headers and XCLIENT.
 	TrustedProxies []string `hcl:"trusted_proxies,optional"`
+	// Node names this node in delivery and sandbox leases: unique among
+	// the nodes sharing a store, stable across restarts ("" = host name).
+	Node string `hcl:"node,optional"`
 	// MetricsListen serves Prometheus metrics on /metrics; "" disables.
 	MetricsListen string `hcl:"metrics_listen,optional"`
 	// TLS enables STARTTLS on the listeners.

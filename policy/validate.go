@@ -233,6 +233,9 @@ func (p *Policy) validateGateway(v *validator) {
 		v.errf(g.Body, "proxy_listen", -1, "no trusted proxies",
 			"proxy_listen accepts PROXY headers only from trusted_proxies; list the load balancer's addresses there")
 	}
+	if g.Node != "" && !validHostname(g.Node) {
+		v.errf(g.Body, "node", -1, "invalid node name", "%q: use letters, digits, dots and hyphens", g.Node)
+	}
 	if g.MetricsListen != "" {
 		v.hostPort(g.Body, "metrics_listen", -1, g.MetricsListen)
 	}

@@ -69,6 +69,7 @@ func startNode(t *testing.T, name, dbURL, relay string) *gateway {
 	addr := freePort(t)
 	policy := fmt.Sprintf(`gateway {
   hostname          = "%s.corp.example"
+  node              = %[1]q
   listen            = [%q]
   local_domains     = ["corp.example"]
   internal_networks = ["10.0.0.0/8"]

@@ -268,7 +268,10 @@ func TestProxyAndXCLIENT(t *testing.T) {
 func TestCrashSafety(t *testing.T) {
 	need(t, "smtp-sink")
 	downAddr := freePort(t)
-	g := startGateway(t, policyVars{Inbound: downAddr})
+	// A message received but not yet decided when the process dies is
+	// inspected again once no session can still hold it (inspect_timeout
+	// + 10 s): keep that short here.
+	g := startGateway(t, policyVars{Inbound: downAddr, Extra: `limits { inspect_timeout = "5s" }`})
 	const n = 40
 	accepted := map[string]bool{} // message tag → 250
 	refused := map[string]bool{}

@@ -67,8 +67,9 @@ func (s *DB) DeliveryRetry(ctx context.Context, id int64, at time.Time, pending 
 	}
 	err = s.write(ctx, dirs, func(tx *sql.Tx) error {
 		_, err := tx.Exec(`UPDATE deliveries SET rcpts = ?, attempts = attempts + 1, next_at = ?,
-			lease_until = 0, lease_owner = '', results = ?, last_error = ? WHERE id = ? AND done_at = 0`,
-			jsonList(pending), us(at), resultsJSON(results), lastError(results), id)
+			lease_until = 0, lease_owner = '', results = ?, last_error = ?,
+			any_delivered = max(any_delivered, ?) WHERE id = ? AND done_at = 0`,
+			jsonList(pending), us(at), resultsJSON(results), lastError(results), anyDelivered(results), id)
 		if err != nil {
 			return fmt.Errorf("store: retry %d: %w", id, err)
 		}
@@ -140,8 +141,9 @@ func (s *DB) DeliveryDone(ctx context.Context, id int64, results []store.RcptRes
 			return fmt.Errorf("store: done %d: %w", id, err)
 		}
 		res, err := tx.Exec(`UPDATE deliveries SET done_at = ?, attempts = attempts + 1,
-			lease_until = 0, results = ?, last_error = ?, rcpts = '[]' WHERE id = ? AND done_at = 0`,
-			us(now), resultsJSON(results), lastError(results), id)
+			lease_until = 0, results = ?, last_error = ?, rcpts = '[]',
+			any_delivered = max(any_delivered, ?) WHERE id = ? AND done_at = 0`,
+			us(now), resultsJSON(results), lastError(results), anyDelivered(results), id)
 		if err != nil {
 			return fmt.Errorf("store: done %d: %w", id, err)
 		}
@@ -169,33 +171,17 @@ func finishMessage(tx *sql.Tx, msgID string, now time.Time) error {
 	if pending > 0 {
 		return nil
 	}
-	rows, err := tx.Query(`SELECT results FROM deliveries WHERE msg_id = ?`, msgID)
-	if err != nil {
+	var delivered bool
+	if err := tx.QueryRow(`SELECT EXISTS (SELECT 1 FROM deliveries WHERE msg_id = ? AND any_delivered = 1)`, msgID).Scan(&delivered); err != nil {
 		return err
 	}
-	delivered := false
-	for rows.Next() {
-		var rs string
-		if err := rows.Scan(&rs); err != nil {
-			rows.Close()
-			return err
-		}
-		var results []store.RcptResult
-		json.Unmarshal([]byte(rs), &results)
-		for _, r := range results {
-			if r.Code >= 200 && r.Code < 300 {
-				delivered = true
-			}
-		}
-	}
-	rows.Close()
 	final := store.Bounced
 	if delivered {
 		final = store.Delivered
 	}
 	// A released message stays "released" in the operator's eyes until it
 	// is delivered; queued and released are the states a delivery leaves.
-	_, err = tx.Exec(`UPDATE messages SET state = ?, state_at = ? WHERE id = ? AND state IN (?, ?)`,
+	_, err := tx.Exec(`UPDATE messages SET state = ?, state_at = ? WHERE id = ? AND state IN (?, ?)`,
 		string(final), us(now), msgID, string(store.Queued), string(store.Released))
 	return err
 }
@@ -293,6 +279,18 @@ func (s *DB) Recover(ctx context.Context) (store.Recovery, error) {
 		}
 	}
 	return rec, nil
+}
+
+// anyDelivered is 1 when a recipient of the attempt was accepted: a
+// message is "delivered" once any recipient got it in any attempt, even if
+// a later attempt for the others fails.
+func anyDelivered(results []store.RcptResult) int {
+	for _, r := range results {
+		if r.Code >= 200 && r.Code < 300 {
+			return 1
+		}
+	}
+	return 0
 }
 
 func resultsJSON(r []store.RcptResult) string {

@@ -198,6 +198,7 @@ func init() {
 		detail TEXT NOT NULL DEFAULT ''
 	);
 	CREATE INDEX audit_msg ON audit(msg_id, at);`)
+	registerMigration("0005_any_delivered", `ALTER TABLE deliveries ADD COLUMN any_delivered INTEGER NOT NULL DEFAULT 0;`)
 	registerMigration("0004_inline_spool", `CREATE TABLE spool_inline (
 		id   TEXT PRIMARY KEY,
 		data BLOB NOT NULL

@@ -33,6 +33,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("PartialFailureDSN", func(t *testing.T) { testPartialDSN(t, open(t)) })
 	t.Run("QuarantineQueuedCancelsDelivery", func(t *testing.T) { testCancel(t, open(t)) })
 	t.Run("PreLeasedDelivery", func(t *testing.T) { testPreLeased(t, open(t)) })
+	t.Run("DeliveredInAnEarlierAttempt", func(t *testing.T) { testDeliveredEarlier(t, open(t)) })
 }
 
 var ctx = context.Background()
@@ -403,5 +404,26 @@ func testPreLeased(t *testing.T, s store.Store) {
 	if string(d.Prepend) != "X-Mailguard-Id: m9\r\n" || d.SubjectPrefix != "[EXT] " || !d.StripAuthResults ||
 		d.Size != int64(len("Subject: x\r\n\r\nbody\r\n")) || d.Received.IsZero() {
 		t.Errorf("claimed delivery lacks what rendering needs: %+v", d)
+	}
+}
+
+// testDeliveredEarlier: one recipient accepted in the first attempt, the
+// other refused for good in the second: the message was delivered, not
+// bounced.
+func testDeliveredEarlier(t *testing.T, s store.Store) {
+	Accept(t, s, "m10", "body", "ok@corp.example", "later@corp.example")
+	queue(t, s, "m10", "ok@corp.example", "later@corp.example")
+	d := claimOne(t, s, "w")
+	err := s.DeliveryRetry(ctx, d.ID, time.Now().Add(-time.Second), []string{"later@corp.example"},
+		[]store.RcptResult{{Rcpt: "ok@corp.example", Code: 250}, {Rcpt: "later@corp.example", Code: 451}}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d = claimOne(t, s, "w")
+	if err := s.DeliveryDone(ctx, d.ID, []store.RcptResult{{Rcpt: "later@corp.example", Code: 550, Perm: true}}, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := s.Get(ctx, "m10"); m.State != store.Delivered {
+		t.Errorf("state %s, want delivered (a recipient got it in the first attempt)", m.State)
 	}
 }
