@@ -86,6 +86,9 @@ type Gateway struct {
 	slots   chan struct{}
 	serving atomic.Bool
 	lastDB  atomic.Int64 // unix nanos of the last claim from the store
+	// localBytes counts message bytes waiting in local (bounded by
+	// localBytesMax; beyond it a delivery reads its message from the store).
+	localBytes atomic.Int64
 }
 
 // New builds a gateway for p. It compiles the YARA rules and prepares every

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -44,7 +45,10 @@ func (g *Gateway) Data(ctx context.Context, e *smtp.Envelope, r io.Reader) error
 	m := &store.Message{ID: e.ID, Direction: string(e.Direction), ClientIP: e.Conn.RemoteIP.Unmap().String(),
 		HELO: e.Conn.HELO, Proto: proto(e), SMTPUTF8: e.SMTPUTF8, EightBit: e.EightBit, MailFrom: e.MailFrom,
 		Rcpts: e.Rcpts, ReceivedAt: e.Received.UTC()}
-	if _, err := g.st.Accept(ctx, m, r); err != nil {
+	// Small messages stay in memory too: inspection and the local delivery
+	// read them from here rather than from the store.
+	capture := &captureReader{r: r, limit: captureMax}
+	if _, err := g.st.Accept(ctx, m, capture); err != nil {
 		var rej *smtp.Reject
 		if !errors.As(err, &rej) {
 			log.Error("spool failed", "err", err)
@@ -55,32 +59,78 @@ func (g *Gateway) Data(ctx context.Context, e *smtp.Envelope, r io.Reader) error
 		HELO: m.HELO, MailFrom: &m.MailFrom, Rcpts: m.Rcpts, Size: m.Size})
 	log.Info("message received", "client_ip", m.ClientIP, "helo", m.HELO, "mail_from", m.MailFrom,
 		"rcpt", m.Rcpts, "size", m.Size)
-	return g.process(ctx, m, InspectOptions{}, []store.State{store.Received})
+	return g.processData(ctx, m, InspectOptions{}, []store.State{store.Received}, capture.bytes())
+}
+
+// captureMax is the largest message kept in memory after DATA.
+const captureMax = 128 << 10
+
+// captureReader keeps a copy of what is read, up to limit.
+type captureReader struct {
+	r     io.Reader
+	limit int
+	buf   []byte
+	over  bool
+}
+
+func (c *captureReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if !c.over {
+		if len(c.buf)+n > c.limit {
+			c.over, c.buf = true, nil
+		} else {
+			c.buf = append(c.buf, p[:n]...)
+		}
+	}
+	return n, err
+}
+
+// bytes is the whole message, or nil when it was larger than the limit.
+func (c *captureReader) bytes() []byte {
+	if c.over {
+		return nil
+	}
+	if c.buf == nil {
+		return []byte{}
+	}
+	return c.buf
 }
 
 // process inspects a stored message and applies the decision. The returned
 // error is the SMTP reply for a connected client (nil = 250).
 func (g *Gateway) process(ctx context.Context, m *store.Message, opt InspectOptions, from []store.State) error {
-	rep, err := g.inspectStored(ctx, m, opt)
+	return g.processData(ctx, m, opt, from, nil)
+}
+
+// processData is process with the message's bytes at hand (nil: read them
+// from the store).
+func (g *Gateway) processData(ctx context.Context, m *store.Message, opt InspectOptions, from []store.State, data []byte) error {
+	rep, err := g.inspectStored(ctx, m, opt, data)
 	if err != nil {
 		metricInspectErrors.Inc()
 		g.log.Error("inspection failed", "msg_id", m.ID, "err", err)
 		return g.applyFailure(ctx, m, from, err)
 	}
 	defer rep.Close()
-	return g.apply(ctx, m, rep, from)
+	return g.apply(ctx, m, rep, from, data)
 }
 
-// inspectStored runs Inspect over a message in the store.
-func (g *Gateway) inspectStored(ctx context.Context, m *store.Message, opt InspectOptions) (*Report, error) {
-	f, err := g.st.Open(ctx, m.ID)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	ra, ok := f.(io.ReaderAt)
-	if !ok {
-		return nil, fmt.Errorf("spool %s: not random access", m.ID)
+// inspectStored runs Inspect over a message in the store (or its bytes,
+// when the caller has them).
+func (g *Gateway) inspectStored(ctx context.Context, m *store.Message, opt InspectOptions, data []byte) (*Report, error) {
+	var ra io.ReaderAt
+	if data != nil {
+		ra = bytes.NewReader(data)
+	} else {
+		f, err := g.st.Open(ctx, m.ID)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		var ok bool
+		if ra, ok = f.(io.ReaderAt); !ok {
+			return nil, fmt.Errorf("spool %s: not random access", m.ID)
+		}
 	}
 	ip, _ := parseAddr(m.ClientIP)
 	env := Envelope{ID: m.ID, Direction: m.Direction, ClientIP: ip, HELO: m.HELO, MailFrom: m.MailFrom,
@@ -103,7 +153,8 @@ func stateFor(a policy.Action) store.State {
 }
 
 // apply persists the decision (state before action) and returns the reply.
-func (g *Gateway) apply(ctx context.Context, m *store.Message, rep *Report, from []store.State) error {
+// data, when not nil, are the message's bytes, handed to a local delivery.
+func (g *Gateway) apply(ctx context.Context, m *store.Message, rep *Report, from []store.State, data []byte) error {
 	log := g.log.With("msg_id", m.ID)
 	st := stateFor(rep.Action)
 	blob, err := json.Marshal(rep)
@@ -132,6 +183,11 @@ func (g *Gateway) apply(ctx context.Context, m *store.Message, rep *Report, from
 			dl := d.Deliveries[0]
 			dl.Received, dl.SMTPUTF8, dl.EightBit, dl.Size = m.ReceivedAt, m.SMTPUTF8, m.EightBit, m.Size
 			dl.Prepend, dl.SubjectPrefix, dl.StripAuthResults = d.Prepend, d.SubjectPrefix, d.StripAuthResults
+			if data != nil && g.localBytes.Add(int64(len(data))) <= localBytesMax {
+				dl.Data = data
+			} else if data != nil {
+				g.localBytes.Add(-int64(len(data)))
+			}
 			g.local <- dl // the slot reserved above guarantees room
 		} else {
 			<-g.slots

@@ -52,6 +52,7 @@ func (o outbox) Claim(ctx context.Context, max int) ([]smtp.Outgoing, error) {
 		select {
 		case d := <-o.g.local:
 			<-o.g.slots
+			o.g.localBytes.Add(-int64(len(d.Data)))
 			ds = append(ds, d)
 			continue
 		default:

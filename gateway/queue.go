@@ -51,8 +51,12 @@ func (g *Gateway) newQueue(p *policy.Policy) (*smtp.Queue, error) {
 	}, nil
 }
 
-// localQueue bounds the deliveries handed over in memory.
-const localQueue = 1024
+// localQueue bounds the deliveries handed over in memory, localBytesMax
+// the message bytes they carry.
+const (
+	localQueue    = 1024
+	localBytesMax = 32 << 20
+)
 
 // runQueue runs the workers; g.wakeQ (new work) wakes them at once.
 func (g *Gateway) runQueue(ctx context.Context, q *smtp.Queue) {

@@ -15,9 +15,14 @@ import (
 // a requested subject prefix added). The delivery carries what it needs, so
 // rendering reads nothing but the spool file.
 func (g *Gateway) render(ctx context.Context, d store.Delivery) (io.ReadCloser, error) {
-	f, err := g.st.Open(ctx, d.MsgID)
-	if err != nil {
-		return nil, err
+	var f io.ReadSeekCloser
+	if d.Data != nil {
+		f = nopCloser{bytes.NewReader(d.Data)}
+	} else {
+		var err error
+		if f, err = g.st.Open(ctx, d.MsgID); err != nil {
+			return nil, err
+		}
 	}
 	prefix := append(append([]byte{}, d.Extra...), d.Prepend...)
 	if d.SubjectPrefix == "" && !d.StripAuthResults {
@@ -46,6 +51,10 @@ func (g *Gateway) render(ctx context.Context, d store.Delivery) (io.ReadCloser, 
 	hdr = rewriteHeader(hdr, g.Policy().Gateway.Hostname, d.StripAuthResults, d.SubjectPrefix)
 	return readCloser{io.MultiReader(bytes.NewReader(prefix), bytes.NewReader(hdr), f), f}, nil
 }
+
+type nopCloser struct{ *bytes.Reader }
+
+func (nopCloser) Close() error { return nil }
 
 type readCloser struct {
 	io.Reader

@@ -41,7 +41,7 @@ func (g *Gateway) Redecide(ctx context.Context, id string, passwords []string, a
 	if m.State == store.Held {
 		opt.HoldUntil = m.HoldUntil
 	}
-	rep, err := g.inspectStored(ctx, m, opt)
+	rep, err := g.inspectStored(ctx, m, opt, nil)
 	if err != nil {
 		return nil, fmt.Errorf("inspect %s: %w", id, err)
 	}
@@ -56,7 +56,7 @@ func (g *Gateway) Redecide(ctx context.Context, id string, passwords []string, a
 			decrypted++
 		}
 	}
-	if err := g.apply(ctx, m, rep, []store.State{m.State}); err != nil {
+	if err := g.apply(ctx, m, rep, []store.State{m.State}, nil); err != nil {
 		return nil, err
 	}
 	after, err := g.st.Get(ctx, id)

@@ -110,6 +110,10 @@ type Delivery struct {
 	SubjectPrefix    string
 	StripAuthResults bool
 	Size             int64
+	// Data, when not nil, is the message as received, already in memory
+	// (a delivery handed over by the process that accepted it); it is
+	// never stored.
+	Data []byte
 }
 
 // RcptResult is the outcome for one recipient of one attempt.

@@ -98,7 +98,12 @@ func Open(dir string, opt Options) (*DB, error) {
 		s.w.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	s.r.SetMaxOpenConns(4)
+	// Keep every reader open: a new SQLite connection maps the file and
+	// builds its page cache, and database/sql would otherwise close all but
+	// two idle ones and reopen them under load.
+	s.r.SetMaxOpenConns(readers)
+	s.r.SetMaxIdleConns(readers)
+	s.r.SetConnMaxLifetime(0)
 	go s.commitLoop()
 	return s, nil
 }
@@ -113,6 +118,9 @@ func (s *DB) Close() error {
 	<-s.done
 	return errors.Join(s.r.Close(), s.w.Close())
 }
+
+// readers is the size of the reader connection pool.
+const readers = 8
 
 // DefaultInlineMax: messages up to this size live in the database (most
 // mail; larger ones, usually with big attachments, in spool files).
@@ -203,6 +211,15 @@ func init() {
 		id   TEXT PRIMARY KEY,
 		data BLOB NOT NULL
 	) WITHOUT ROWID;`)
+	// A rowid table: SQLite advises against WITHOUT ROWID for rows larger
+	// than a twentieth of a page, and inline messages are up to 128 KiB.
+	registerMigration("0006_inline_rowid", `CREATE TABLE spool_inline_rowid (
+		id   TEXT PRIMARY KEY,
+		data BLOB NOT NULL
+	);
+	INSERT INTO spool_inline_rowid (id, data) SELECT id, data FROM spool_inline;
+	DROP TABLE spool_inline;
+	ALTER TABLE spool_inline_rowid RENAME TO spool_inline;`)
 	registerMigration("0002_sandbox", `CREATE TABLE sandbox_verdicts (
 		key     TEXT PRIMARY KEY,
 		sha256  TEXT NOT NULL,

@@ -272,7 +272,9 @@ func startMailguard(bin, work, sinkAddr, extraPolicy string) (*mailguard, error)
 	dir := filepath.Join(work, "mg")
 	os.MkdirAll(dir, 0o755)
 	m := &mailguard{addr: freeAddr()}
-	extra := "auth { enabled = false }\n"
+	// The bare relay: no authentication, no conversation memory, no YARA;
+	// the MIME walk and the policy still run.
+	extra := "auth { enabled = false }\nconversations { enabled = false }\n"
 	if extraPolicy != "" {
 		b, err := os.ReadFile(extraPolicy)
 		if err != nil {
