@@ -103,12 +103,12 @@ func (g *Gateway) newSandbox(p *policy.Policy) (*sandbox.Scheduler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}
+	budget := pollBudget(s.RequestsPerMinute)
 	return sandbox.New(sandbox.Config{
 		Client: client, Store: g.sbStore, Search: *s.SearchFirst, VerdictTTL: s.TTL,
 		MaxInFlight: s.MaxConcurrent, MaxWait: s.Hold, Now: g.now, Log: g.log,
-		RequestsPerSecond: pollBudget(s.RequestsPerMinute),
-		Backoff:           sandboxBackoff(s.Poll),
-		OnVerdict:         g.onVerdict,
+		RequestsPerSecond: budget, Burst: pollBurst(budget),
+		Backoff: sandboxBackoff(s.Poll), OnVerdict: g.onVerdict,
 		Reopen: func(ctx context.Context, t sandbox.Task) (io.ReadCloser, error) {
 			return g.st.OpenBlob(ctx, t.SHA256)
 		},
@@ -126,14 +126,25 @@ func sandboxBackoff(poll time.Duration) sandbox.Backoff {
 	return sandbox.Backoff{FirstPoll: poll, Poll: poll / 4, PollMax: 2 * poll, Retry: min(poll, 10*time.Second)}
 }
 
-// schedulerBudget is sandbox.Config's default RequestsPerSecond.
-const schedulerBudget = 5
+// schedulerBudget and schedulerBurst are sandbox.Config's defaults of
+// RequestsPerSecond and Burst.
+const (
+	schedulerBudget = 5
+	schedulerBurst  = 10
+)
 
 // pollBudget is the scheduler's budget of task operations per second: its
 // default, or the wire limit (requests_per_minute) when that allows more,
 // so that the budget is never what slows polling below the wire limit.
 func pollBudget(rpm int) float64 {
 	return max(schedulerBudget, float64(rpm)/60)
+}
+
+// pollBurst is the budget's burst: a poll cycle (one a second) claims at
+// most the burst, so it is a second's worth of budget, never less than the
+// scheduler's default; otherwise a budget above 10/s is never used.
+func pollBurst(budget float64) int {
+	return int(max(schedulerBurst, budget))
 }
 
 // onVerdict queues the re-decision of every held message with that file.

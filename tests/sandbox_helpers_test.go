@@ -249,9 +249,29 @@ type listEntry struct {
 	Reasons    []string   `json:"reasons"`
 	HoldUntil  *time.Time `json:"hold_until"`
 	Waiting    string     `json:"waiting"`
-	// Raw keeps every field, including ones added after this test was
-	// written (pending sandbox tasks).
+	// SandboxPending are the files a held message waits for.
+	SandboxPending []pendingEntry `json:"sandbox_pending"`
+	// Raw keeps every field, for failure messages.
 	Raw map[string]any `json:"-"`
+}
+
+// pendingEntry is one element of a held message's sandbox_pending.
+type pendingEntry struct {
+	SHA256      string     `json:"sha256"`
+	TaskID      string     `json:"task_id"`
+	State       string     `json:"state"` // queued, submitted
+	SubmittedAt *time.Time `json:"submitted_at"`
+	LastError   string     `json:"last_error"`
+}
+
+// pending returns the held message's pending task for sha, if listed.
+func (e listEntry) pending(sha string) (pendingEntry, bool) {
+	for _, p := range e.SandboxPending {
+		if p.SHA256 == sha {
+			return p, true
+		}
+	}
+	return pendingEntry{}, false
 }
 
 // list runs `quarantine list --state STATE --json`.

@@ -32,6 +32,11 @@ func TestSandboxMaliciousQuarantined(t *testing.T) {
 	if held.MessageID != "exe-1@partner.example" || held.Subject != "tool for the meeting" {
 		t.Errorf("held entry = %+v", held.Raw)
 	}
+	// Once uploaded, the list says which task the message waits for.
+	emu.waitCounters("upload", func(c emuCounters) bool { return c.Submissions[sum(exe)] == 1 }, 10*time.Second)
+	if e, _ := g.entry(t, "held", id); !pendingSubmitted(e, sum(exe)) {
+		t.Errorf("held entry after the upload does not show the submitted task: %+v", e.Raw)
+	}
 	q := g.waitState(t, id, "quarantined", 30*time.Second)
 	if !contains(q.Reasons, "malware_sandbox") {
 		t.Errorf("quarantined with reasons %v, want malware_sandbox", q.Reasons)
@@ -42,7 +47,7 @@ func TestSandboxMaliciousQuarantined(t *testing.T) {
 		t.Fatalf("decision sandbox = %v, want one file", d["sandbox"])
 	}
 	f := sb[0].(map[string]any)
-	if f["sha256"] != sum(exe) || f["state"] != "done" || f["malscore"].(float64) < 5 || f["family"] != "AgentTesla" {
+	if score, _ := f["malscore"].(float64); f["sha256"] != sum(exe) || f["state"] != "done" || score < 5 || f["family"] != "AgentTesla" {
 		t.Errorf("decision sandbox file = %v", f)
 	}
 	for _, ev := range []string{"held", "sandbox_submitted", "sandbox_verdict", "quarantined"} {
@@ -57,6 +62,13 @@ func TestSandboxMaliciousQuarantined(t *testing.T) {
 	if n := len(down.messages()); n != 0 {
 		t.Errorf("%d messages reached the downstream, want none", n)
 	}
+}
+
+// pendingSubmitted reports whether a held entry lists the file as
+// submitted, with its task id and submission time.
+func pendingSubmitted(e listEntry, sha string) bool {
+	p, ok := e.pending(sha)
+	return ok && p.State == "submitted" && p.TaskID != "" && p.SubmittedAt != nil
 }
 
 func contains(list []string, s string) bool {
@@ -163,10 +175,19 @@ func TestSandboxOutage(t *testing.T) {
 	if during.polls()+during.Requests["tasks/create/file"] <= before.polls()+before.Requests["tasks/create/file"] {
 		t.Errorf("no request reached the sandbox while it answered 503: %+v", during.Requests)
 	}
-	for _, id := range []string{idA, idB} {
-		if _, ok := g.entry(t, "held", id); !ok {
-			e, _ := g.entry(t, "all", id)
-			t.Errorf("%s is not held during the outage: %+v", id, e.Raw)
+	// Both still held; the list tells the operator why: a was submitted
+	// and cannot be polled, b could not be uploaded.
+	for _, f := range []struct {
+		id, sha, state string
+	}{{idA, sum(a), "submitted"}, {idB, sum(b), "queued"}} {
+		e, ok := g.entry(t, "held", f.id)
+		if !ok {
+			e, _ = g.entry(t, "all", f.id)
+			t.Errorf("%s is not held during the outage: %+v", f.id, e.Raw)
+			continue
+		}
+		if p, ok := e.pending(f.sha); !ok || p.State != f.state || p.LastError == "" {
+			t.Errorf("%s during the outage: sandbox_pending %+v, want %s with the last error", f.id, e.SandboxPending, f.state)
 		}
 	}
 	upAt := time.Now()
@@ -212,13 +233,18 @@ func TestSandboxKillDuringHold(t *testing.T) {
 	emu.waitCounters("status poll", func(c emuCounters) bool { return c.statusPolls() > c0.statusPolls() }, 15*time.Second)
 	time.Sleep(50 * time.Millisecond)
 	g.kill9()
-	if e, ok := g.entry(t, "held", id); !ok {
-		t.Fatalf("%s is not held after the crash: %+v", id, e.Raw)
+	e, ok := g.entry(t, "held", id)
+	if !ok || !pendingSubmitted(e, sum(file)) {
+		t.Fatalf("%s after the crash: %+v, want held with its submitted task", id, e.Raw)
 	}
+	taskID := e.SandboxPending[0].TaskID
 	g.start()
 	dump := down.waitMessage(t, id, 60*time.Second)
 	checkByteForByte(t, g, id, dump)
 	g.waitState(t, id, "delivered", 10*time.Second)
+	if got := path(t, g.decision(t, id), "sandbox", "#0", "task_id"); got != taskID {
+		t.Errorf("decided with task %v, want %s (the one submitted before the crash)", got, taskID)
+	}
 	c := emu.counters()
 	if c.Submissions[sum(file)] != 1 || c.Requests["tasks/create/file"] != 1 {
 		t.Errorf("after the restart: submissions %v, create requests %d; want one", c.Submissions, c.Requests["tasks/create/file"])
