@@ -300,3 +300,48 @@ func TestInlineAccept(t *testing.T) {
 		}
 	}
 }
+
+// TestMigrateInlineRowid: a store made before 0006 (spool_inline WITHOUT
+// ROWID) keeps its inline messages through the migration.
+func TestMigrateInlineRowid(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	s1, err := Open(dir, Options{InlineMax: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := "Subject: before the upgrade\r\n\r\nbody\r\n"
+	storetest.Accept(t, s1, "old1", body, "u@corp.example")
+	for _, q := range []string{
+		`CREATE TABLE spool_old (id TEXT PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID`,
+		`INSERT INTO spool_old SELECT id, data FROM spool_inline`,
+		`DROP TABLE spool_inline`,
+		`ALTER TABLE spool_old RENAME TO spool_inline`,
+		`DELETE FROM schema_migrations WHERE name = '0006_inline_rowid'`,
+	} {
+		if _, err := s1.w.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	s1.Close()
+	s2, err := Open(dir, Options{InlineMax: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	var ddl string
+	if err := s2.r.QueryRow(`SELECT sql FROM sqlite_master WHERE name = 'spool_inline'`).Scan(&ddl); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(strings.ToUpper(ddl), "WITHOUT ROWID") {
+		t.Errorf("spool_inline after the migration: %s", ddl)
+	}
+	f, err := s2.Open(ctx, "old1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if got, _ := io.ReadAll(f); string(got) != body {
+		t.Errorf("after the migration: %q", got)
+	}
+}
