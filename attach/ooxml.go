@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/klauspost/compress/flate"
+
 	"github.com/mailguard/mailguard/reason"
 )
 
@@ -45,6 +47,7 @@ func (w *walker) ooxml(f *File) error {
 		// Not readable as OOXML: let the archive reader judge it.
 		return w.archive(f)
 	}
+	zr.RegisterDecompressor(zip.Deflate, func(r io.Reader) io.ReadCloser { return flate.NewReader(r) })
 	f.Features.Container = "ooxml"
 	ct := ""
 	var vba, macrosheets, embeds []*zip.File

@@ -2,12 +2,13 @@ package archive
 
 import (
 	"bytes"
-	"compress/flate"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"sort"
+
+	"github.com/klauspost/compress/flate"
 )
 
 // CAB support is written here ([MS-CAB] 2.1–2.6): no Go library is

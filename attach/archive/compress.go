@@ -2,11 +2,11 @@ package archive
 
 import (
 	"compress/bzip2"
-	"compress/gzip"
 	"fmt"
 	"io"
 	"strings"
 
+	"github.com/klauspost/compress/gzip"
 	"github.com/ulikunitz/xz"
 )
 

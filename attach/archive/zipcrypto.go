@@ -203,10 +203,40 @@ type aesKey struct {
 	csize  int64
 }
 
+// aesIterations is WinZip AES's PBKDF2 iteration count.
+const aesIterations = 1000
+
+// pbkdf2SHA1Block is block i (from 1) of PBKDF2-HMAC-SHA1 (RFC 8018
+// section 5.2); crypto/pbkdf2 derives only whole prefixes of the key.
+func pbkdf2SHA1Block(pw, salt []byte, iter int, i uint32) [sha1.Size]byte {
+	prf := hmac.New(sha1.New, pw)
+	prf.Write(salt)
+	prf.Write(binary.BigEndian.AppendUint32(nil, i))
+	u := prf.Sum(make([]byte, 0, sha1.Size))
+	var t [sha1.Size]byte
+	copy(t[:], u)
+	for range iter - 1 {
+		prf.Reset()
+		prf.Write(u)
+		u = prf.Sum(u[:0])
+		subtle.XORBytes(t[:], t[:], u)
+	}
+	return t
+}
+
 // aesKeyFor derives the keys for pw and checks the password verifier.
 func aesKeyFor(p *aesParams, head []byte, pw string, csize int64) zipKey {
 	kl, sl := p.keyLen(), p.saltLen()
-	dk, err := pbkdf2.Key(sha1.New, pw, head[:sl], 1000, 2*kl+2)
+	salt := head[:sl]
+	// The verifier is two bytes of one PBKDF2 block (the 4th of 4 for
+	// AES-256): derive that block alone first, so that a wrong password
+	// costs a quarter of the full derivation.
+	blk := 2*kl/sha1.Size + 1
+	off := 2*kl - (blk-1)*sha1.Size
+	if t := pbkdf2SHA1Block([]byte(pw), salt, aesIterations, uint32(blk)); subtle.ConstantTimeCompare(t[off:off+2], head[sl:sl+2]) != 1 {
+		return nil
+	}
+	dk, err := pbkdf2.Key(sha1.New, pw, salt, aesIterations, 2*kl+2)
 	if err != nil || subtle.ConstantTimeCompare(dk[2*kl:], head[sl:sl+2]) != 1 {
 		return nil
 	}
