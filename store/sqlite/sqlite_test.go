@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/mailguard/mailguard/sandbox"
 	"github.com/mailguard/mailguard/sandbox/sandboxtest"
@@ -344,4 +345,106 @@ func TestMigrateInlineRowid(t *testing.T) {
 	if got, _ := io.ReadAll(f); string(got) != body {
 		t.Errorf("after the migration: %q", got)
 	}
+}
+
+// TestWALBounded: a reader that kept the log in use while it grew does not
+// leave a big log file behind once it has finished.
+func TestWALBounded(t *testing.T) {
+	dir := t.TempDir()
+	const max = 256 << 10
+	s, err := Open(dir, Options{walMax: max, InlineMax: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	walSize := func() int64 {
+		st, err := os.Stat(filepath.Join(dir, "mailguard.db-wal"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Size()
+	}
+	// A read transaction pins the log while 200 messages are accepted.
+	ctx := context.Background()
+	rc, err := s.r.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	var n int
+	if _, err := rc.ExecContext(ctx, `BEGIN DEFERRED`); err != nil {
+		t.Fatal(err)
+	}
+	if err := rc.QueryRowContext(ctx, `SELECT count(*) FROM messages`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	body := "Subject: wal\r\n\r\n" + strings.Repeat("0123456789abcdef", 1024) + "\r\n"
+	for i := range 200 {
+		storetest.Accept(t, s, fmt.Sprintf("wal%d", i), body, "u@corp.example")
+	}
+	if got := walSize(); got <= max {
+		t.Fatalf("log %d bytes with a reader pinning it, want it to grow past %d", got, max)
+	}
+	if _, err := rc.ExecContext(ctx, `ROLLBACK`); err != nil {
+		t.Fatal(err)
+	}
+	// The reader is gone: within a second or two of commits the log is
+	// restarted and cut back.
+	deadline := time.Now().Add(5 * time.Second)
+	for i := 0; walSize() > max; i++ {
+		if time.Now().After(deadline) {
+			t.Fatalf("log still %d bytes after the reader finished, want at most %d", walSize(), max)
+		}
+		storetest.Accept(t, s, fmt.Sprintf("after%d", i), "Subject: x\r\n\r\nx\r\n", "u@corp.example")
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestWALBoundedBusyReaders: with a reader always in the log (overlapping
+// short reads, as under load), the log still does not grow without bound.
+func TestWALBoundedBusyReaders(t *testing.T) {
+	dir := t.TempDir()
+	const max = 256 << 10
+	s, err := Open(dir, Options{walMax: max, InlineMax: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for r := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			time.Sleep(time.Duration(r) * time.Millisecond)
+			for ctx.Err() == nil {
+				rc, err := s.r.Conn(context.Background())
+				if err != nil {
+					return
+				}
+				var n int
+				rc.ExecContext(ctx, `BEGIN DEFERRED`)
+				rc.QueryRowContext(ctx, `SELECT count(*) FROM messages`).Scan(&n)
+				time.Sleep(3 * time.Millisecond)
+				rc.ExecContext(context.Background(), `ROLLBACK`)
+				rc.Close()
+			}
+		}()
+	}
+	body := "Subject: wal\r\n\r\n" + strings.Repeat("0123456789abcdef", 1024) + "\r\n"
+	var peak int64
+	for i := range 1500 {
+		storetest.Accept(t, s, fmt.Sprintf("wal%d", i), body, "u@corp.example")
+		if st, err := os.Stat(filepath.Join(dir, "mailguard.db-wal")); err == nil {
+			peak = st.Size()
+		}
+	}
+	cancel()
+	wg.Wait()
+	// 1,500 messages of 16 KiB write about 30 MB of log; left alone, the
+	// file ends that big.
+	if peak > 24*max {
+		t.Errorf("log reached %d bytes under steady reads, want it kept near %d", peak, max)
+	}
+	t.Logf("log %d bytes at the end (bound %d)", peak, max)
 }
