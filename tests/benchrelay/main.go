@@ -7,6 +7,11 @@
 // the ratio to Postfix and mailguard's peak RSS.
 //
 //	go run ./tests/benchrelay [-n 2000] [-conc 1,10,50] [-sizes 10240,102400] [-policy extra.hcl]
+//	    [-compare LABEL=extra.hcl]...
+//
+// Each -compare adds another mailguard, with those policy blocks instead
+// of -policy's, measured in the same run (interleaved with the others) and
+// given as a ratio to the first: e.g. authentication on against off.
 //
 // With -dns-zone ZONEFILE it serves that zone (RFC 1035 master-file text)
 // on a loopback DNS server (auth/dnstest) and points mailguard's
@@ -46,17 +51,38 @@ func main() {
 	bin := flag.String("bin", "", "mailguard binary (default: build ./cmd/mailguard)")
 	dnsZone := flag.String("dns-zone", "", "serve this zone file on a loopback DNS server and set mailguard's dns.servers to it")
 	message := flag.String("message", "", "send this message file (smtp-source -F) instead of payloads of -sizes")
+	var compare []config
+	flag.Func("compare", "LABEL=FILE: another mailguard with these policy blocks, in the same run (repeatable)", func(v string) error {
+		l, f, ok := strings.Cut(v, "=")
+		if !ok || l == "" || f == "" {
+			return fmt.Errorf("want LABEL=FILE")
+		}
+		compare = append(compare, config{label: l, policy: f})
+		return nil
+	})
 	flag.Parse()
+	cfgs := append([]config{{label: *label, policy: *extra}}, compare...)
 	var err error
 	if *dnsZone != "" {
 		var srv *dnstest.Server
-		if srv, *extra, err = withDNS(*dnsZone, *extra); err == nil {
-			err = run(*n, ints(*concs), ints(*sizes), *extra, *label, *skipPostfix, *bin, *message)
-			os.Remove(*extra)
+		var zone []byte
+		if zone, err = os.ReadFile(*dnsZone); err == nil {
+			srv, err = dnstest.NewServer(string(zone))
+		}
+		if err == nil {
+			for i := range cfgs {
+				if err == nil {
+					cfgs[i].policy, err = withDNS(srv, cfgs[i].policy)
+					defer os.Remove(cfgs[i].policy)
+				}
+			}
+			if err == nil {
+				err = run(*n, ints(*concs), ints(*sizes), cfgs, *skipPostfix, *bin, *message)
+			}
 			srv.Close()
 		}
 	} else {
-		err = run(*n, ints(*concs), ints(*sizes), *extra, *label, *skipPostfix, *bin, *message)
+		err = run(*n, ints(*concs), ints(*sizes), cfgs, *skipPostfix, *bin, *message)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "benchrelay:", err)
@@ -75,41 +101,38 @@ func ints(s string) []int {
 	return out
 }
 
-// withDNS starts a DNS server for zoneFile and writes a policy file with
-// the blocks of extraPolicy (or the default) and a dns block pointing at it.
-func withDNS(zoneFile, extraPolicy string) (*dnstest.Server, string, error) {
-	zone, err := os.ReadFile(zoneFile)
-	if err != nil {
-		return nil, "", err
-	}
-	srv, err := dnstest.NewServer(string(zone))
-	if err != nil {
-		return nil, "", err
-	}
-	extra := []byte("auth { enabled = false }\n")
+// config is one mailguard under test: its label and the file of policy
+// blocks added to the benchmark's base policy ("" for the bare relay).
+type config struct {
+	label, policy string
+}
+
+// barePolicy are the blocks of the bare relay: no authentication, no
+// conversation memory, no YARA; the MIME walk and the policy still run.
+const barePolicy = "auth { enabled = false }\nconversations { enabled = false }\n"
+
+// withDNS writes a policy file with the blocks of extraPolicy (or the bare
+// relay's) and a dns block pointing at srv.
+func withDNS(srv *dnstest.Server, extraPolicy string) (string, error) {
+	extra := []byte(barePolicy)
 	if extraPolicy != "" {
+		var err error
 		if extra, err = os.ReadFile(extraPolicy); err != nil {
-			srv.Close()
-			return nil, "", err
+			return "", err
 		}
 	}
 	f, err := os.CreateTemp("", "benchrelay-policy-*.hcl")
 	if err != nil {
-		srv.Close()
-		return nil, "", err
+		return "", err
 	}
 	_, err = fmt.Fprintf(f, "%s\ndns {\n  servers = [%q]\n}\n", extra, srv.Addr())
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil {
-		srv.Close()
-		return nil, "", err
-	}
-	return srv, f.Name(), nil
+	return f.Name(), err
 }
 
-func run(n int, concs, sizes []int, extraPolicy, label string, skipPostfix bool, bin, message string) error {
+func run(n int, concs, sizes []int, cfgs []config, skipPostfix bool, bin, message string) error {
 	work, err := os.MkdirTemp("", "benchrelay")
 	if err != nil {
 		return err
@@ -136,12 +159,15 @@ func run(n int, concs, sizes []int, extraPolicy, label string, skipPostfix bool,
 		}
 		sink.message, sizes = message, []int{int(fi.Size())}
 	}
-
-	mg, err := startMailguard(bin, work, sink.addr, extraPolicy)
-	if err != nil {
-		return err
+	var mgs []*mailguard
+	for i, c := range cfgs {
+		mg, err := startMailguard(bin, filepath.Join(work, fmt.Sprintf("mg%d", i)), sink.addr, c.policy)
+		if err != nil {
+			return fmt.Errorf("%s: %w", c.label, err)
+		}
+		defer mg.stop()
+		mgs = append(mgs, mg)
 	}
-	defer mg.stop()
 	var pf *postfix
 	if !skipPostfix {
 		if pf, err = startPostfix(work, sink.addr); err != nil {
@@ -150,26 +176,39 @@ func run(n int, concs, sizes []int, extraPolicy, label string, skipPostfix bool,
 		defer pf.stop()
 	}
 	fmt.Printf("# %d messages per run; %s; %d CPUs\n", n, time.Now().UTC().Format(time.RFC3339), numCPU())
-	fmt.Printf("%-6s %-8s %12s %14s %12s %12s %10s %12s\n", "conc", "size", "direct msg/s",
+	fmt.Printf("%-6s %-8s %12s %14s %12s %12s %10s %12s", "conc", "size", "direct msg/s",
 		"mailguard msg/s", "postfix msg/s", "mg/direct", "mg/postfix", "mg peak RSS")
+	for i := range cfgs[1:] {
+		fmt.Printf(" %14s %10s %12s", fmt.Sprintf("mg%d msg/s", i+2), fmt.Sprintf("mg%d/mg", i+2), fmt.Sprintf("mg%d peak RSS", i+2))
+	}
+	fmt.Println()
 	for _, size := range sizes {
 		for _, c := range concs {
 			direct := sink.measure(sink.addr, n, c, size)
-			mgRate := sink.measure(mg.addr, n, c, size)
+			rates := make([]float64, len(mgs))
+			for i, mg := range mgs {
+				rates[i] = sink.measure(mg.addr, n, c, size)
+			}
 			pfRate := 0.0
 			if pf != nil {
 				pfRate = sink.measure(pf.addr, n, c, size)
 			}
-			rss := mg.peakRSS()
 			ratioPF := "-"
 			if pfRate > 0 {
-				ratioPF = fmt.Sprintf("%.2fx", mgRate/pfRate)
+				ratioPF = fmt.Sprintf("%.2fx", rates[0]/pfRate)
 			}
-			fmt.Printf("%-6d %-8d %12.0f %14.0f %12.0f %11.1f%% %10s %9d MiB\n", c, size, direct, mgRate,
-				pfRate, 100*mgRate/direct, ratioPF, rss>>20)
+			fmt.Printf("%-6d %-8d %12.0f %14.0f %12.0f %11.1f%% %10s %9d MiB", c, size, direct, rates[0],
+				pfRate, 100*rates[0]/direct, ratioPF, mgs[0].peakRSS()>>20)
+			for i, mg := range mgs[1:] {
+				fmt.Printf(" %14.0f %10s %8d MiB", rates[i+1], fmt.Sprintf("%.2f", rates[i+1]/rates[0]), mg.peakRSS()>>20)
+			}
+			fmt.Println()
 		}
 	}
-	fmt.Printf("# mailguard configuration: %s\n", label)
+	fmt.Printf("# mailguard configuration: %s\n", cfgs[0].label)
+	for i, c := range cfgs[1:] {
+		fmt.Printf("# mg%d configuration: %s (%s)\n", i+2, c.label, c.policy)
+	}
 	return nil
 }
 
@@ -268,13 +307,14 @@ type mailguard struct {
 	cmd  *exec.Cmd
 }
 
-func startMailguard(bin, work, sinkAddr, extraPolicy string) (*mailguard, error) {
-	dir := filepath.Join(work, "mg")
+func startMailguard(bin, dir, sinkAddr, extraPolicy string) (*mailguard, error) {
 	os.MkdirAll(dir, 0o755)
+	// Policies may name the repository's YARA rules as ./rules.
+	if rules, err := filepath.Abs("rules"); err == nil {
+		os.Symlink(rules, filepath.Join(dir, "rules"))
+	}
 	m := &mailguard{addr: freeAddr()}
-	// The bare relay: no authentication, no conversation memory, no YARA;
-	// the MIME walk and the policy still run.
-	extra := "auth { enabled = false }\nconversations { enabled = false }\n"
+	extra := barePolicy
 	if extraPolicy != "" {
 		b, err := os.ReadFile(extraPolicy)
 		if err != nil {
