@@ -3,9 +3,12 @@ package attach
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"math/rand"
+	"runtime/metrics"
 	"strings"
 	"testing"
+	"time"
 )
 
 func benchMessage(b *testing.B) []byte {
@@ -28,13 +31,15 @@ func benchMessage(b *testing.B) []byte {
 		attachment("data.zip", "application/zip", zipped))
 }
 
-func benchWalk(b *testing.B, raw []byte) {
+func benchWalk(b *testing.B, raw []byte, lim Limits) {
 	dir := b.TempDir()
 	b.SetBytes(int64(len(raw)))
 	b.ReportAllocs()
+	var peak uint64
+	stop := samplePeakHeap(&peak)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		res, err := Walk(context.Background(), bytes.NewReader(raw), int64(len(raw)), Options{TempDir: dir})
+		res, err := Walk(context.Background(), bytes.NewReader(raw), int64(len(raw)), Options{TempDir: dir, Limits: lim})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -43,16 +48,59 @@ func benchWalk(b *testing.B, raw []byte) {
 		}
 		res.Close()
 	}
+	b.StopTimer()
+	stop()
+	b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
+}
+
+// samplePeakHeap records the largest live heap (runtime/metrics) seen
+// every millisecond until the returned stop is called; the input message
+// itself is part of it.
+func samplePeakHeap(peak *uint64) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(time.Millisecond)
+		defer t.Stop()
+		for {
+			metrics.Read(s)
+			*peak = max(*peak, s[0].Value.Uint64())
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
 }
 
 // BenchmarkWalk is a realistic business mail: 10 KB of text, a 1 MB docx
 // and a zip of a few files (MB/s of raw message).
-func BenchmarkWalk(b *testing.B) { benchWalk(b, benchMessage(b)) }
+func BenchmarkWalk(b *testing.B) { benchWalk(b, benchMessage(b), Limits{}) }
 
-// BenchmarkWalk20MB is one 20 MB attachment of random bytes (base64).
-func BenchmarkWalk20MB(b *testing.B) {
+// BenchmarkWalk30MB is one 30 MB attachment of random bytes (base64),
+// spilled to disk.
+func BenchmarkWalk30MB(b *testing.B) {
 	rng := rand.New(rand.NewSource(2))
-	blob := make([]byte, 20<<20)
+	blob := make([]byte, 30<<20)
 	rng.Read(blob)
-	benchWalk(b, mkMessage("big", textPart("see attached"), attachment("big.bin", "application/octet-stream", blob)))
+	benchWalk(b, mkMessage("big", textPart("see attached"), attachment("big.bin", "application/octet-stream", blob)), Limits{})
+}
+
+// BenchmarkWalk5000Small is a zip of 5,000 small files (200 bytes to 2 KB
+// of text each), with the file limit raised above its default of 2,000.
+func BenchmarkWalk5000Small(b *testing.B) {
+	rng := rand.New(rand.NewSource(3))
+	files := map[string][]byte{}
+	var order []string
+	for i := range 5000 {
+		name := fmt.Sprintf("dir%d/file%d.txt", i%50, i)
+		files[name] = bytes.Repeat([]byte(fmt.Sprintf("line %d of a small file\n", rng.Intn(1000))), 8+rng.Intn(72))
+		order = append(order, name)
+	}
+	raw := mkMessage("many files", textPart("see attached"), attachment("many.zip", "application/zip", mkZip(b, files, order...)))
+	benchWalk(b, raw, Limits{MaxFiles: 6000})
 }
