@@ -51,12 +51,13 @@ var (
 // open it, or a data: URI that carries an executable or archive).
 func smugglingIndicators(doc []byte) []string {
 	var ind []string
-	blob := reBlob.Match(doc)
-	objURL := reObjectURL.Match(doc)
-	msSave := reMsSave.Match(doc)
-	dl := reDownload.Match(doc)
-	atob := reAtob.Match(doc)
-	nav := reClickNav.Match(doc)
+	lower := bytes.ToLower(doc)
+	blob := matchNear(reBlob, doc, lower, "blob")
+	objURL := matchNear(reObjectURL, doc, lower, "createobjecturl")
+	msSave := matchNear(reMsSave, doc, lower, "mssave")
+	dl := matchNear(reDownload, doc, lower, "download")
+	atob := matchNear(reAtob, doc, lower, "atob", "base64tobytes", "base64decode", "fromcharcode")
+	nav := matchNear(reClickNav, doc, lower, ".click", "dispatchevent", "location")
 	big := 0
 	for _, m := range b64Runs(doc, 2048, 64) {
 		big = max(big, m[1]-m[0])
@@ -71,7 +72,7 @@ func smugglingIndicators(doc []byte) []string {
 	if big >= 64<<10 && dl && !blob {
 		ind = append(ind, fmt.Sprintf("base64 blob of %d characters with a download", big))
 	}
-	for _, m := range reDataURI.FindAllSubmatch(doc, 32) {
+	for _, m := range findDataURIs(doc) {
 		typ := strings.ToLower(string(m[1]))
 		payload := decodeB64Prefix(m[2], 64)
 		kind := payloadKind(payload)
@@ -83,6 +84,55 @@ func smugglingIndicators(doc []byte) []string {
 		}
 	}
 	return dedupe(ind)
+}
+
+// findDataURIs returns up to 32 base64 data: URIs of doc (submatches of
+// reDataURI), without running the regexp over documents that have none.
+func findDataURIs(doc []byte) [][][]byte {
+	if !containsFold(doc, "data:") {
+		return nil
+	}
+	return reDataURI.FindAllSubmatch(doc, 32)
+}
+
+// containsFold reports whether doc contains lit (lower-case ASCII) in any
+// case.
+func containsFold(doc []byte, lit string) bool {
+	for off := 0; off+len(lit) <= len(doc); {
+		i := bytes.IndexAny(doc[off:], lit[:1]+strings.ToUpper(lit[:1]))
+		if i < 0 {
+			return false
+		}
+		off += i
+		if off+len(lit) <= len(doc) && bytes.EqualFold(doc[off:off+len(lit)], []byte(lit)) {
+			return true
+		}
+		off++
+	}
+	return false
+}
+
+// matchNear reports whether re matches doc, running it only around the
+// places where one of lits (which every match of re contains, in lower
+// case) occurs in lower (doc in lower case): case-insensitive regexps have
+// no literal prefix to skip ahead with, and scanning all of a long HTML
+// newsletter with each of them cost milliseconds per message.
+func matchNear(re *regexp.Regexp, doc, lower []byte, lits ...string) bool {
+	const before, after = 4096, 512
+	for _, lit := range lits {
+		for off := 0; ; {
+			i := bytes.Index(lower[off:], []byte(lit))
+			if i < 0 {
+				break
+			}
+			i += off
+			if re.Match(doc[max(0, i-before):min(len(doc), i+len(lit)+after)]) {
+				return true
+			}
+			off = i + len(lit)
+		}
+	}
+	return false
 }
 
 func joinTrue(m map[string]bool) string {
@@ -180,7 +230,7 @@ func (w *walker) htmlFile(f *File) {
 			_ = w.inspect(child)
 		}
 	}
-	for _, m := range reDataURI.FindAllSubmatch(doc, 32) {
+	for _, m := range findDataURIs(doc) {
 		extract(m[2])
 	}
 	for _, m := range b64Runs(doc, 2048, 32) {
