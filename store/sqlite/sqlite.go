@@ -110,7 +110,7 @@ func Open(dir string, opt Options) (*DB, error) {
 	// Readers keep more of the database in memory (page cache, and a
 	// memory map of the file): conversation lookups with millions of
 	// messages read index pages that stay hot.
-	rdsn := dsn + "&_pragma=cache_size(-65536)&_pragma=mmap_size(1073741824)"
+	rdsn := dsn + "&_pragma=cache_size(-65536)"
 	if s.r, err = sql.Open(cachingDriverName, rdsn); err != nil {
 		s.w.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)

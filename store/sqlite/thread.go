@@ -81,9 +81,24 @@ func init() {
 }
 
 // Thread returns the conversation memory of the database (thread.Store).
-func (s *DB) Thread() thread.Store { return threadStore{s} }
+func (s *DB) Thread() thread.Store { return threadStore{s: s} }
 
-type threadStore struct{ s *DB }
+type threadStore struct {
+	s *DB
+	q querier // Lookup's read transaction; nil: the reader pool
+}
+
+// querier is what reads need of *sql.DB and *sql.Conn.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+func (x threadStore) reader() querier {
+	if x.q != nil {
+		return x.q
+	}
+	return x.s.r
+}
 
 var _ thread.Store = threadStore{}
 
@@ -229,7 +244,7 @@ func scanThread(row interface{ Scan(...any) error }) (thread.Record, error) {
 }
 
 func (x threadStore) records(ctx context.Context, query string, args ...any) ([]thread.Record, error) {
-	rows, err := x.s.r.QueryContext(ctx, query, args...)
+	rows, err := x.reader().QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -254,7 +269,26 @@ func strArgs(l []string) []any {
 }
 
 // Lookup implements thread.Store. Every query is an index lookup.
+//
+// The queries share one read transaction on one connection: a connection
+// drops its page cache whenever another one has committed since its last
+// read, and the writer commits all the time, so a transaction per query
+// would rebuild the cache (and take the log's read locks) up to seven
+// times per message instead of once.
 func (x threadStore) Lookup(ctx context.Context, q thread.Query) (*thread.History, error) {
+	conn, err := x.s.r.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("store: thread lookup: %w", err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `BEGIN DEFERRED`); err != nil {
+		return nil, fmt.Errorf("store: thread lookup: %w", err)
+	}
+	defer conn.ExecContext(context.WithoutCancel(ctx), `ROLLBACK`)
+	return threadStore{s: x.s, q: conn}.lookup(ctx, q)
+}
+
+func (x threadStore) lookup(ctx context.Context, q thread.Query) (*thread.History, error) {
 	h := &thread.History{}
 	var err error
 	if q.Exclude != "" {
@@ -312,7 +346,7 @@ func (x threadStore) lookupFlagsNames(ctx context.Context, q thread.Query, h *th
 		}
 	}
 	if len(flagged) > 0 {
-		rows, err := x.s.r.QueryContext(ctx, `SELECT addr FROM thread_flags WHERE addr IN (`+placeholders(len(flagged))+`)`, strArgs(flagged)...)
+		rows, err := x.reader().QueryContext(ctx, `SELECT addr FROM thread_flags WHERE addr IN (`+placeholders(len(flagged))+`)`, strArgs(flagged)...)
 		if err != nil {
 			return fmt.Errorf("store: thread flags: %w", err)
 		}
@@ -336,7 +370,7 @@ func (x threadStore) lookupFlagsNames(ctx context.Context, q thread.Query, h *th
 	if q.NameKey == "" {
 		return nil
 	}
-	rows, err := x.s.r.QueryContext(ctx, `SELECT addr, name FROM thread_names WHERE key = ? ORDER BY addr LIMIT 100`, q.NameKey)
+	rows, err := x.reader().QueryContext(ctx, `SELECT addr, name FROM thread_names WHERE key = ? ORDER BY addr LIMIT 100`, q.NameKey)
 	if err != nil {
 		return fmt.Errorf("store: thread names: %w", err)
 	}
@@ -352,7 +386,7 @@ func (x threadStore) lookupFlagsNames(ctx context.Context, q thread.Query, h *th
 }
 
 func (x threadStore) pairs(ctx context.Context, query string, args ...any) ([]thread.Pair, error) {
-	rows, err := x.s.r.QueryContext(ctx, query, args...)
+	rows, err := x.reader().QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: thread pairs: %w", err)
 	}
