@@ -51,7 +51,7 @@ var (
 // open it, or a data: URI that carries an executable or archive).
 func smugglingIndicators(doc []byte) []string {
 	var ind []string
-	lower := bytes.ToLower(doc)
+	lower := asciiLower(doc)
 	blob := matchNear(reBlob, doc, lower, "blob")
 	objURL := matchNear(reObjectURL, doc, lower, "createobjecturl")
 	msSave := matchNear(reMsSave, doc, lower, "mssave")
@@ -110,6 +110,21 @@ func containsFold(doc []byte, lit string) bool {
 		off++
 	}
 	return false
+}
+
+// asciiLower is doc with ASCII letters in lower case. Unlike
+// bytes.ToLower it keeps every offset (invalid UTF-8 and letters whose
+// lower case has another length stay as they are), so an index into it is
+// an index into doc.
+func asciiLower(doc []byte) []byte {
+	out := make([]byte, len(doc))
+	for i, c := range doc {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		out[i] = c
+	}
+	return out
 }
 
 // matchNear reports whether re matches doc, running it only around the

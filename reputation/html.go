@@ -111,9 +111,8 @@ func (st *htmlState) startTag(name string, hasAttr bool, z *html.Tokenizer, self
 		}
 	}
 	if refresh != "" {
-		if _, target, ok := strings.Cut(strings.ToLower(content), "url="); ok {
-			start := len(content) - len(target)
-			st.x.add(strings.Trim(strings.TrimSpace(content[start:]), "'\""), "html", "")
+		if i := indexASCIIFold(content, "url="); i >= 0 {
+			st.x.add(strings.Trim(strings.TrimSpace(content[i+len("url="):]), "'\""), "html", "")
 		}
 	}
 	switch {
@@ -137,4 +136,26 @@ func (st *htmlState) closeLink() {
 	// The visible text is not extracted as a link of its own (it is the
 	// decoy); it is only compared with the target.
 	st.x.add(st.href, "html", text)
+}
+
+// indexASCIIFold is the index of the first lit (lower-case ASCII) in s in
+// any ASCII case, or -1. Unlike strings.ToLower, it keeps s's offsets
+// whatever s holds (invalid UTF-8 included).
+func indexASCIIFold(s, lit string) int {
+	for i := 0; i+len(lit) <= len(s); i++ {
+		j := 0
+		for ; j < len(lit); j++ {
+			c := s[i+j]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			if c != lit[j] {
+				break
+			}
+		}
+		if j == len(lit) {
+			return i
+		}
+	}
+	return -1
 }
