@@ -111,11 +111,13 @@ func (z *zipWalk) unlock(m *zipMember, aes *aesParams, method uint16) (zipKey, i
 const confirmBytes = 1 << 20
 
 // confirm decodes up to confirmBytes of the member with key k and reports
-// whether that went without error (for small AES members the whole MAC is
-// checked first, which needs no decompression; stored ZipCrypto members
-// are read to their CRC, up to MaxEntryBytes).
+// whether that went without error. Stored members have no structure for
+// a wrong key to break: a stored AES member's whole MAC is checked first
+// (up to 64 MiB; the MAC is checked again at the end of every read), and
+// stored ZipCrypto members are read to their CRC, up to MaxEntryBytes. A
+// compressed member's trial decode fails on a wrong key's garbage.
 func (z *zipWalk) confirm(m *zipMember, method uint16, aes *aesParams, k zipKey) bool {
-	if ak, ok := k.(*aesKey); ok && m.csize <= 64<<20 {
+	if ak, ok := k.(*aesKey); ok && method == zipStore && m.csize <= 64<<20 {
 		if !ak.macOK(m.section(z.w)) {
 			return false
 		}
