@@ -168,11 +168,17 @@ func (s *sink) finish(f *File) error {
 	return nil
 }
 
+// copyBufs are copyInto's buffers: an archive of thousands of small
+// members would otherwise allocate one per member.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
 // copyInto copies r into s until EOF, the sink is full (the rest of r is
 // not read: that is how a bomb is cut short) or r fails. It returns r's
 // error other than EOF, or the spill error.
 func copyInto(s *sink, r io.Reader) error {
-	buf := make([]byte, 32<<10)
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
 	for {
 		if s.full() {
 			// Probe one byte to learn whether there was more.

@@ -15,6 +15,7 @@ import (
 	"math"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/klauspost/compress/flate"
@@ -259,7 +260,7 @@ func (z *zipWalk) decompressor(method uint16, r io.Reader, m *zipMember) (io.Rea
 	case zipStore:
 		return r, nil
 	case zipDeflate:
-		return flate.NewReader(r), nil
+		return newInflater(r), nil
 	case zipBzip2:
 		return bzip2.NewReader(r), nil
 	case zipLZMA:
@@ -543,4 +544,34 @@ func findSignature(ra io.ReaderAt, size, off int64, sig []byte) int64 {
 		off += int64(n - len(sig) + 1)
 	}
 	return -1
+}
+
+// inflaters are deflate decoders for reuse: each holds a 32 KiB window and
+// its tables, about 80 KB with its buffers, and an archive of thousands of
+// small members would otherwise allocate one per member.
+var inflaters sync.Pool
+
+// pooledInflater returns its decoder to inflaters at the end of the
+// stream; a reader abandoned before that leaves it to the collector.
+type pooledInflater struct{ fr io.ReadCloser }
+
+func newInflater(r io.Reader) io.Reader {
+	if v, ok := inflaters.Get().(io.ReadCloser); ok {
+		if err := v.(flate.Resetter).Reset(r, nil); err == nil {
+			return &pooledInflater{v}
+		}
+	}
+	return &pooledInflater{flate.NewReader(r)}
+}
+
+func (p *pooledInflater) Read(b []byte) (int, error) {
+	if p.fr == nil {
+		return 0, io.EOF
+	}
+	n, err := p.fr.Read(b)
+	if err == io.EOF {
+		inflaters.Put(p.fr)
+		p.fr = nil
+	}
+	return n, err
 }
