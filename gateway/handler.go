@@ -138,6 +138,20 @@ func (g *Gateway) inspectStored(ctx context.Context, m *store.Message, opt Inspe
 	return g.Inspect(ctx, env, ra, m.Size, opt)
 }
 
+// reserveLocalBytes returns data if it fits in the memory allowed to local
+// deliveries (localBytesMax, released by Claim), nil otherwise: that
+// delivery then reads its message from the store.
+func (g *Gateway) reserveLocalBytes(data []byte) []byte {
+	if data == nil {
+		return nil
+	}
+	if g.localBytes.Add(int64(len(data))) > localBytesMax {
+		g.localBytes.Add(-int64(len(data)))
+		return nil
+	}
+	return data
+}
+
 // stateFor maps an action to the lifecycle state it leads to.
 func stateFor(a policy.Action) store.State {
 	switch a {
@@ -183,11 +197,7 @@ func (g *Gateway) apply(ctx context.Context, m *store.Message, rep *Report, from
 			dl := d.Deliveries[0]
 			dl.Received, dl.SMTPUTF8, dl.EightBit, dl.Size = m.ReceivedAt, m.SMTPUTF8, m.EightBit, m.Size
 			dl.Prepend, dl.SubjectPrefix, dl.StripAuthResults = d.Prepend, d.SubjectPrefix, d.StripAuthResults
-			if data != nil && g.localBytes.Add(int64(len(data))) <= localBytesMax {
-				dl.Data = data
-			} else if data != nil {
-				g.localBytes.Add(-int64(len(data)))
-			}
+			dl.Data = g.reserveLocalBytes(data)
 			g.local <- dl // the slot reserved above guarantees room
 		} else {
 			<-g.slots

@@ -13,7 +13,8 @@ import (
 // render produces the bytes to deliver: the fields mailguard prepends, then
 // the message as received (only a forged Authentication-Results removed and
 // a requested subject prefix added). The delivery carries what it needs, so
-// rendering reads nothing but the spool file.
+// rendering reads nothing but the message: its bytes when the delivery
+// carries them (handed over in memory), the store's copy otherwise.
 func (g *Gateway) render(ctx context.Context, d store.Delivery) (io.ReadCloser, error) {
 	var f io.ReadSeekCloser
 	if d.Data != nil {

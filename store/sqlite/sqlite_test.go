@@ -357,13 +357,7 @@ func TestWALBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	walSize := func() int64 {
-		st, err := os.Stat(filepath.Join(dir, "mailguard.db-wal"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st.Size()
-	}
+	walSize := func() int64 { return walFileSize(t, dir) }
 	// A read transaction pins the log while 200 messages are accepted.
 	ctx := context.Background()
 	rc, err := s.r.Conn(ctx)
@@ -435,9 +429,7 @@ func TestWALBoundedBusyReaders(t *testing.T) {
 	var peak int64
 	for i := range 1500 {
 		storetest.Accept(t, s, fmt.Sprintf("wal%d", i), body, "u@corp.example")
-		if st, err := os.Stat(filepath.Join(dir, "mailguard.db-wal")); err == nil {
-			peak = st.Size()
-		}
+		peak = walFileSize(t, dir)
 	}
 	cancel()
 	wg.Wait()
@@ -447,4 +439,14 @@ func TestWALBoundedBusyReaders(t *testing.T) {
 		t.Errorf("log reached %d bytes under steady reads, want it kept near %d", peak, max)
 	}
 	t.Logf("log %d bytes at the end (bound %d)", peak, max)
+}
+
+// walFileSize is the size of the store's write-ahead log file.
+func walFileSize(t *testing.T, dir string) int64 {
+	t.Helper()
+	st, err := os.Stat(filepath.Join(dir, "mailguard.db-wal"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Size()
 }

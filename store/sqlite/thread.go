@@ -270,11 +270,9 @@ func strArgs(l []string) []any {
 
 // Lookup implements thread.Store. Every query is an index lookup.
 //
-// The queries share one read transaction on one connection: a connection
-// drops its page cache whenever another one has committed since its last
-// read, and the writer commits all the time, so a transaction per query
-// would rebuild the cache (and take the log's read locks) up to seven
-// times per message instead of once.
+// The queries share one read transaction on one connection: one snapshot
+// for the whole history, and the log's read locks and change check taken
+// once per message instead of up to seven times.
 func (x threadStore) Lookup(ctx context.Context, q thread.Query) (*thread.History, error) {
 	conn, err := x.s.r.Conn(ctx)
 	if err != nil {
