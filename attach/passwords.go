@@ -34,10 +34,9 @@ var (
 // separately.
 func PasswordCandidates(text string) (cands []string, announced bool) {
 	t := norm.NFKC.String(text)
-	// A CRLF body must look like an LF body to the line patterns.
-	t = strings.ReplaceAll(t, "\r\n", "\n")
 	for _, win := range passwordWindows(t) {
-		c, a := passwordCandidates(win)
+		// A CRLF body must look like an LF body to the line patterns.
+		c, a := passwordCandidates(strings.ReplaceAll(win, "\r\n", "\n"))
 		announced = announced || a
 		for _, v := range c {
 			if !slices.Contains(cands, v) {
@@ -49,39 +48,73 @@ func PasswordCandidates(text string) (cands []string, announced bool) {
 }
 
 // pwKeywords are the words every pattern needs; only the lines around
-// them are handed to the regular expressions (a long body without them
-// costs one pass of strings.Contains).
-var pwKeywords = []string{"pass", "pw", "p/w", "パスワード", "暗証番号", "解凍キー", "暗号化", "encrypted"}
+// them are handed to the regular expressions, so a long body without them
+// costs one pass of hasPWKeyword. The ASCII ones ("pass", "pw", "p/w",
+// "encrypted") match in any case and are looked for by hasPWKeyword
+// itself, in one pass without a lower-case copy of the text.
+var pwKeywordsJA = []string{"パスワード", "暗証番号", "解凍キー", "暗号化"}
+
+// hasPWKeyword reports whether s holds a password keyword.
+func hasPWKeyword(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case 'p', 'P':
+			if i+1 < len(s) {
+				switch s[i+1] {
+				case 'w', 'W':
+					return true
+				case '/':
+					if i+2 < len(s) && (s[i+2] == 'w' || s[i+2] == 'W') {
+						return true
+					}
+				case 'a', 'A':
+					if i+3 < len(s) && (s[i+2] == 's' || s[i+2] == 'S') && (s[i+3] == 's' || s[i+3] == 'S') {
+						return true
+					}
+				}
+			}
+		case 'e', 'E':
+			if len(s)-i >= len("encrypted") && asciiEqualFold(s[i:i+len("encrypted")], "encrypted") {
+				return true
+			}
+		}
+	}
+	for _, k := range pwKeywordsJA {
+		if strings.Contains(s, k) {
+			return true
+		}
+	}
+	return false
+}
+
+// asciiEqualFold reports whether s equals the lower-case ASCII lit with
+// ASCII letters in either case.
+func asciiEqualFold(s, lit string) bool {
+	for i := 0; i < len(lit); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lit[i] {
+			return false
+		}
+	}
+	return true
+}
 
 // passwordWindows returns the parts of an NFKC text that can match: each
 // line holding a keyword with the four lines after it (for the next-line
 // shape), overlapping windows merged.
 func passwordWindows(t string) []string {
-	lower := strings.ToLower(t)
-	hit := false
-	for _, k := range pwKeywords {
-		if strings.Contains(lower, k) {
-			hit = true
-			break
-		}
-	}
-	if !hit {
+	if !hasPWKeyword(t) {
 		return nil
 	}
 	lines := strings.SplitAfter(t, "\n")
-	lowerLines := strings.SplitAfter(lower, "\n")
 	var wins []string
 	end := -1
 	start := -1
-	for i, l := range lowerLines {
-		has := false
-		for _, k := range pwKeywords {
-			if strings.Contains(l, k) {
-				has = true
-				break
-			}
-		}
-		if !has {
+	for i, l := range lines {
+		if !hasPWKeyword(l) {
 			continue
 		}
 		if start >= 0 && i > end {

@@ -2,7 +2,10 @@ package attach
 
 import (
 	"slices"
+	"strings"
 	"testing"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // The vectors of targeted-mail-signals.md §b.5.
@@ -114,12 +117,91 @@ func FuzzPasswordCandidates(f *testing.F) {
 	for _, s := range []string{"パスワード：Abc12345", "【パスワード】\nQw3rty99", "The password is x", "ﾊﾟｽﾜｰﾄﾞ：ＡＢＣ"} {
 		f.Add(s)
 	}
+	f.Add("PASSWORD is Secr3t!\r\nnext\r\n")
+	f.Add("İ PaSs\u017f: abcd1234")
 	f.Fuzz(func(t *testing.T, s string) {
-		got, _ := PasswordCandidates(s)
+		got, ann := PasswordCandidates(s)
 		for _, c := range got {
 			if len(c) < 4 || len(c) > 64 {
 				t.Fatalf("candidate of length %d", len(c))
 			}
 		}
+		want, wantAnn := passwordCandidatesRef(s)
+		if !slices.Equal(got, want) || ann != wantAnn {
+			t.Fatalf("PasswordCandidates(%q) = %q %v, the reference gives %q %v", s, got, ann, want, wantAnn)
+		}
 	})
+}
+
+// passwordCandidatesRef is the former PasswordCandidates, which lowered
+// and copied the whole text: the windowed one must find the same.
+func passwordCandidatesRef(text string) (cands []string, announced bool) {
+	t := norm.NFKC.String(text)
+	t = strings.ReplaceAll(t, "\r\n", "\n")
+	lower := strings.ToLower(t)
+	has := func(l string) bool {
+		for _, k := range []string{"pass", "pw", "p/w", "パスワード", "暗証番号", "解凍キー", "暗号化", "encrypted"} {
+			if strings.Contains(l, k) {
+				return true
+			}
+		}
+		return false
+	}
+	if !has(lower) {
+		return nil, false
+	}
+	lines, lowerLines := strings.SplitAfter(t, "\n"), strings.SplitAfter(lower, "\n")
+	var wins []string
+	start, end := -1, -1
+	for i, l := range lowerLines {
+		if !has(l) {
+			continue
+		}
+		if start >= 0 && i > end {
+			wins = append(wins, strings.Join(lines[start:end+1], ""))
+			start = -1
+		}
+		if start < 0 {
+			start = i
+		}
+		end = min(i+4, len(lines)-1)
+	}
+	if start >= 0 {
+		wins = append(wins, strings.Join(lines[start:end+1], ""))
+	}
+	for _, win := range wins {
+		c, a := passwordCandidates(win)
+		announced = announced || a
+		for _, v := range c {
+			if !slices.Contains(cands, v) {
+				cands = append(cands, v)
+			}
+		}
+	}
+	return cands, announced
+}
+
+func BenchmarkPasswordCandidates(b *testing.B) {
+	line := "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor.\r\n"
+	plain := strings.Repeat(line, 100<<10/len(line))
+	for _, c := range []struct{ name, text string }{
+		{"100KB-none", plain},
+		{"100KB-one", plain[:len(plain)/2] + "Password: Xy7zQ9wK\r\n" + plain[len(plain)/2:]},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.SetBytes(int64(len(c.text)))
+			for b.Loop() {
+				PasswordCandidates(c.text)
+			}
+		})
+	}
+}
+
+func BenchmarkPasswordCandidatesRef(b *testing.B) {
+	line := "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor.\r\n"
+	plain := strings.Repeat(line, 100<<10/len(line))
+	b.SetBytes(int64(len(plain)))
+	for b.Loop() {
+		passwordCandidatesRef(plain)
+	}
 }
