@@ -86,6 +86,7 @@ type Gateway struct {
 	slots   chan struct{}
 	serving atomic.Bool
 	lastDB  atomic.Int64 // unix nanos of the last claim from the store
+	dbWork  atomic.Bool  // a delivery was queued in the store, not handed over in memory
 	// localBytes counts message bytes waiting in local (bounded by
 	// localBytesMax; beyond it a delivery reads its message from the store).
 	localBytes atomic.Int64

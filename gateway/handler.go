@@ -38,62 +38,44 @@ func (g *Gateway) Rcpt(ctx context.Context, e *smtp.Envelope, rcpt string) error
 	return g.checkClient(ctx, "rcpt", e.Conn.RemoteIP)
 }
 
-// Data implements smtp.Handler: the message is made durable, inspected, and
-// the decision persisted before the reply is written.
+// Data implements smtp.Handler: the message is inspected, and made
+// durable with its decision, before the reply is written. A message up to
+// captureMax is read into memory, inspected there and stored with its
+// decision in one transaction (one group commit before the 250); a larger
+// one is streamed to the store first, then inspected from there.
 func (g *Gateway) Data(ctx context.Context, e *smtp.Envelope, r io.Reader) error {
-	log := g.log.With("msg_id", e.ID)
 	m := &store.Message{ID: e.ID, Direction: string(e.Direction), ClientIP: e.Conn.RemoteIP.Unmap().String(),
 		HELO: e.Conn.HELO, Proto: proto(e), SMTPUTF8: e.SMTPUTF8, EightBit: e.EightBit, MailFrom: e.MailFrom,
 		Rcpts: e.Rcpts, ReceivedAt: e.Received.UTC()}
-	// Small messages stay in memory too: inspection and the local delivery
-	// read them from here rather than from the store.
-	capture := &captureReader{r: r, limit: captureMax}
-	if _, err := g.st.Accept(ctx, m, capture); err != nil {
+	head, err := io.ReadAll(io.LimitReader(r, captureMax+1))
+	if err != nil {
+		return err // the stream's own reply (bare LF, too large, timeout…)
+	}
+	if len(head) <= captureMax {
+		m.Size = int64(len(head))
+		return g.processData(ctx, m, InspectOptions{}, nil, head)
+	}
+	if _, err := g.st.Accept(ctx, m, io.MultiReader(bytes.NewReader(head), r)); err != nil {
 		var rej *smtp.Reject
 		if !errors.As(err, &rej) {
-			log.Error("spool failed", "err", err)
+			g.log.Error("spool failed", "msg_id", m.ID, "err", err)
 		}
 		return err
 	}
-	g.events.Write(Event{Event: "received", MsgID: m.ID, Direction: m.Direction, ClientIP: m.ClientIP,
-		HELO: m.HELO, MailFrom: &m.MailFrom, Rcpts: m.Rcpts, Size: m.Size})
-	log.Info("message received", "client_ip", m.ClientIP, "helo", m.HELO, "mail_from", m.MailFrom,
-		"rcpt", m.Rcpts, "size", m.Size)
-	return g.processData(ctx, m, InspectOptions{}, []store.State{store.Received}, capture.bytes())
+	g.received(m)
+	return g.process(ctx, m, InspectOptions{}, []store.State{store.Received})
 }
 
-// captureMax is the largest message kept in memory after DATA.
+// captureMax is the largest message inspected in memory before it is
+// stored (the store's inline size: larger ones go to spool files).
 const captureMax = 128 << 10
 
-// captureReader keeps a copy of what is read, up to limit.
-type captureReader struct {
-	r     io.Reader
-	limit int
-	buf   []byte
-	over  bool
-}
-
-func (c *captureReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	if !c.over {
-		if len(c.buf)+n > c.limit {
-			c.over, c.buf = true, nil
-		} else {
-			c.buf = append(c.buf, p[:n]...)
-		}
-	}
-	return n, err
-}
-
-// bytes is the whole message, or nil when it was larger than the limit.
-func (c *captureReader) bytes() []byte {
-	if c.over {
-		return nil
-	}
-	if c.buf == nil {
-		return []byte{}
-	}
-	return c.buf
+// received reports a message made durable.
+func (g *Gateway) received(m *store.Message) {
+	g.events.Write(Event{Event: "received", MsgID: m.ID, Direction: m.Direction, ClientIP: m.ClientIP,
+		HELO: m.HELO, MailFrom: &m.MailFrom, Rcpts: m.Rcpts, Size: m.Size})
+	g.log.Info("message received", "msg_id", m.ID, "client_ip", m.ClientIP, "helo", m.HELO,
+		"mail_from", m.MailFrom, "rcpt", m.Rcpts, "size", m.Size)
 }
 
 // process inspects a stored message and applies the decision. The returned
@@ -103,16 +85,35 @@ func (g *Gateway) process(ctx context.Context, m *store.Message, opt InspectOpti
 }
 
 // processData is process with the message's bytes at hand (nil: read them
-// from the store).
+// from the store). With from == nil the message is not stored yet: it is
+// stored together with its decision (AcceptDecided), and reported
+// received once that is durable.
 func (g *Gateway) processData(ctx context.Context, m *store.Message, opt InspectOptions, from []store.State, data []byte) error {
+	commit := g.decideStored(ctx, m.ID, from...)
+	if from == nil {
+		commit = func(d store.Decided) error {
+			if err := g.st.AcceptDecided(ctx, m, data, d); err != nil {
+				g.log.Error("spool failed", "msg_id", m.ID, "err", err)
+				return err
+			}
+			g.received(m)
+			return nil
+		}
+	}
 	rep, err := g.inspectStored(ctx, m, opt, data)
 	if err != nil {
 		metricInspectErrors.Inc()
 		g.log.Error("inspection failed", "msg_id", m.ID, "err", err)
-		return g.applyFailure(ctx, m, from, err)
+		return g.applyFailure(m, err, commit)
 	}
 	defer rep.Close()
-	return g.apply(ctx, m, rep, from, data)
+	return g.apply(ctx, m, rep, data, commit)
+}
+
+// decideStored returns the commit of a decision about a stored message in one
+// of the from states.
+func (g *Gateway) decideStored(ctx context.Context, id string, from ...store.State) func(store.Decided) error {
+	return func(d store.Decided) error { return g.st.Decide(ctx, id, from, d) }
 }
 
 // inspectStored runs Inspect over a message in the store (or its bytes,
@@ -166,14 +167,15 @@ func stateFor(a policy.Action) store.State {
 	}
 }
 
-// apply persists the decision (state before action) and returns the reply.
-// data, when not nil, are the message's bytes, handed to a local delivery.
-func (g *Gateway) apply(ctx context.Context, m *store.Message, rep *Report, from []store.State, data []byte) error {
+// apply persists the decision with commit (state before action) and
+// returns the reply. data, when not nil, are the message's bytes, handed
+// to a local delivery.
+func (g *Gateway) apply(ctx context.Context, m *store.Message, rep *Report, data []byte, commit func(store.Decided) error) error {
 	log := g.log.With("msg_id", m.ID)
 	st := stateFor(rep.Action)
 	blob, err := json.Marshal(rep)
 	if err != nil {
-		return g.applyFailure(ctx, m, from, fmt.Errorf("encode report: %w", err))
+		return g.applyFailure(m, fmt.Errorf("encode report: %w", err), commit)
 	}
 	d := store.Decided{State: st, MessageID: rep.Header.MessageID, Subject: rep.Header.Subject,
 		Action: string(rep.Action), Reasons: tagStrings(rep.Reasons), Score: rep.Score,
@@ -191,7 +193,7 @@ func (g *Gateway) apply(ctx context.Context, m *store.Message, rep *Report, from
 	}
 	// Inbound delivery headers are fixed now, from the decision.
 	d.Prepend = []byte(g.prependHeaders(m, rep))
-	err = g.st.Decide(ctx, m.ID, from, d)
+	err = commit(d)
 	if local {
 		if err == nil {
 			dl := d.Deliveries[0]
@@ -224,7 +226,11 @@ func (g *Gateway) apply(ctx context.Context, m *store.Message, rep *Report, from
 	}
 	switch st {
 	case store.Queued:
-		wake(g.wakeQ)
+		if local {
+			wake(g.wakeQ)
+		} else {
+			g.wakeStore()
+		}
 	case store.Held:
 		wake(g.wakeHold)
 	}
@@ -243,6 +249,9 @@ func (g *Gateway) emitDecision(m *store.Message, rep *Report, st store.State) {
 		ev.Auth = map[string]string{"spf": string(rep.Auth.SPF.Status), "dkim": rep.facts.Auth.DKIM,
 			"dmarc": string(rep.Auth.DMARC.Status)}
 	}
+	for _, sum := range rep.submitted {
+		g.events.Write(Event{Event: "sandbox_submitted", MsgID: m.ID, SHA256: []string{sum}})
+	}
 	ev.Event = "inspected"
 	g.events.Write(ev)
 	ev.Event = string(st)
@@ -255,14 +264,15 @@ func (g *Gateway) emitDecision(m *store.Message, rep *Report, st store.State) {
 // applyFailure handles an inspection that failed inside mailguard: the
 // policy's on_error decides between tempfail (the client retries; the row
 // is marked rejected first so Resume does not deliver it as well) and hold.
-func (g *Gateway) applyFailure(ctx context.Context, m *store.Message, from []store.State, cause error) error {
+// commit persists the decision.
+func (g *Gateway) applyFailure(m *store.Message, cause error, commit func(store.Decided) error) error {
 	p := g.Policy()
 	st, action := store.Rejected, policy.Tempfail
 	if p.Settings.OnError == "hold" {
 		st, action = store.Held, policy.Hold
 	}
 	blob, _ := json.Marshal(map[string]any{"action": action, "reasons": []string{}, "errors": []string{cause.Error()}})
-	err := g.st.Decide(ctx, m.ID, from, store.Decided{State: st, Action: string(action), Decision: blob,
+	err := commit(store.Decided{State: st, Action: string(action), Decision: blob,
 		HoldUntil: g.now().Add(policy.DefaultSandboxHold)})
 	if err != nil && !errors.Is(err, store.ErrState) {
 		g.log.Error("persist failure decision failed", "msg_id", m.ID, "err", err)

@@ -73,10 +73,13 @@ type Report struct {
 	// HoldUntil is the hold deadline when the action is hold.
 	HoldUntil time.Time `json:"hold_until,omitzero"`
 
-	facts  *policy.Facts
-	walk   *attach.Result
-	yara   map[string][]string // rule names per file path
-	thread *threadState        // what the conversation stage learned (thread.go)
+	facts *policy.Facts
+	// submitted are the files this inspection queued for the sandbox;
+	// their events are written once the decision is durable.
+	submitted []string
+	walk      *attach.Result
+	yara      map[string][]string // rule names per file path
+	thread    *threadState        // what the conversation stage learned (thread.go)
 }
 
 // ReportEnvelope is the envelope part of a report.

@@ -59,10 +59,17 @@ func (o outbox) Claim(ctx context.Context, max int) ([]smtp.Outgoing, error) {
 		}
 		break
 	}
+	// The store is asked when this process queued work there, or every
+	// dbClaimEvery for what it cannot know of (retries come due, the CLI
+	// released a message, another node left work behind): a claim is a
+	// write transaction, too dear to run after every delivery.
 	now := time.Now().UnixNano()
-	if len(ds) < max && (len(ds) == 0 || now-o.g.lastDB.Load() >= int64(dbClaimEvery)) {
+	if len(ds) < max && (o.g.dbWork.Swap(false) || now-o.g.lastDB.Load() >= int64(dbClaimEvery)) {
 		o.g.lastDB.Store(now)
 		more, err := o.g.st.Claim(ctx, o.g.node, leaseFor, max-len(ds))
+		if err != nil || len(more) == max-len(ds) {
+			o.g.dbWork.Store(true) // ask again at the next turn
+		}
 		if err != nil && len(ds) == 0 {
 			return nil, err
 		}
@@ -76,6 +83,12 @@ func (o outbox) Claim(ctx context.Context, max int) ([]smtp.Outgoing, error) {
 			Open: func() (io.ReadCloser, error) { return o.g.render(context.Background(), d) }})
 	}
 	return out, nil
+}
+
+// wakeStore wakes the delivery workers for work queued in the store.
+func (g *Gateway) wakeStore() {
+	g.dbWork.Store(true)
+	wake(g.wakeQ)
 }
 
 // reserveLocal takes a slot for handing a delivery to this process's
@@ -148,7 +161,7 @@ func (o outbox) settle(ctx context.Context, id string, at time.Time, results []s
 	if dm != nil {
 		dsnID = dm.ID
 		o.g.log.Info("dsn queued", "msg_id", msgID, "dsn_id", dm.ID, "rcpt", dm.Rcpts)
-		wake(o.g.wakeQ)
+		o.g.wakeStore()
 	}
 	o.g.deliveryEvents(msgID, results, dsnID)
 	return nil

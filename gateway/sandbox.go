@@ -254,7 +254,7 @@ func (g *Gateway) sandboxVerdicts(ctx context.Context, st *stages, opt InspectOp
 			continue
 		}
 		if !r.Joined {
-			g.events.Write(Event{Event: "sandbox_submitted", MsgID: rep.ID, SHA256: []string{r.SHA256}})
+			rep.submitted = append(rep.submitted, r.SHA256)
 		}
 	}
 	return out, nil

@@ -56,7 +56,7 @@ func (g *Gateway) Redecide(ctx context.Context, id string, passwords []string, a
 			decrypted++
 		}
 	}
-	if err := g.apply(ctx, m, rep, []store.State{m.State}, nil); err != nil {
+	if err := g.apply(ctx, m, rep, nil, g.decideStored(ctx, m.ID, m.State)); err != nil {
 		return nil, err
 	}
 	after, err := g.st.Get(ctx, id)

@@ -189,6 +189,12 @@ type Store interface {
 	// It returns the number of bytes stored. If r fails, nothing is
 	// recorded and the partial file is removed.
 	Accept(ctx context.Context, m *Message, r io.Reader) (int64, error)
+	// AcceptDecided records a message inspected before it was stored: the
+	// bytes, the row in d.State with d's decision, file index and
+	// deliveries (IDs written back into d.Deliveries), all in one
+	// transaction, durable before it returns. It is Accept followed by
+	// Decide from Received, at the price of one commit.
+	AcceptDecided(ctx context.Context, m *Message, data []byte, d Decided) error
 	// Open returns the message bytes exactly as received.
 	Open(ctx context.Context, id string) (io.ReadSeekCloser, error)
 	// Get returns the message row.

@@ -76,6 +76,56 @@ func (s *DB) Accept(ctx context.Context, m *store.Message, r io.Reader) (int64, 
 	return n, err
 }
 
+// AcceptDecided implements store.Store: the row, the bytes and the
+// decision (file index, deliveries) in one transaction. A message of one
+// chunk takes one round trip with BEGIN and one for COMMIT.
+func (s *DB) AcceptDecided(ctx context.Context, m *store.Message, data []byte, d store.Decided) error {
+	if !validID(m.ID) {
+		return fmt.Errorf("store: invalid message id %q", m.ID)
+	}
+	m.Size = int64(len(data))
+	if m.ReceivedAt.IsZero() {
+		m.ReceivedAt = s.now()
+	}
+	m.State = store.Received
+	from := []store.State{store.Received}
+	if len(data) > s.chunk {
+		return s.tx(ctx, func(tx pgx.Tx) error {
+			now := s.now()
+			if err := insertMessage(ctx, tx, m, now); err != nil {
+				return err
+			}
+			b := &buffer{dir: s.tmp, limit: len(data), mem: data, size: int64(len(data))}
+			if err := s.writeChunks(ctx, tx, "spool", "msg_id", m.ID, b); err != nil {
+				return fmt.Errorf("store: spool %s: %w", m.ID, err)
+			}
+			var bt pgx.Batch
+			queueDecide(&bt, m.ID, from, d, now)
+			br := tx.SendBatch(ctx, &bt)
+			err := readDecide(br, m.ID, d, now)
+			if cerr := br.Close(); err == nil {
+				err = cerr
+			}
+			return err
+		})
+	}
+	var now time.Time
+	return s.batchTx(ctx, func(b *pgx.Batch) {
+		now = s.now()
+		queueMessage(b, m, now)
+		b.Queue(`INSERT INTO spool (msg_id, seq, data) VALUES ($1, 0, $2)`, m.ID, nonNilBytes(data))
+		queueDecide(b, m.ID, from, d, now)
+	}, func(br pgx.BatchResults) error {
+		if _, err := br.Exec(); err != nil {
+			return fmt.Errorf("store: insert %s: %w", m.ID, err)
+		}
+		if _, err := br.Exec(); err != nil {
+			return fmt.Errorf("store: spool %s: %w", m.ID, err)
+		}
+		return readDecide(br, m.ID, d, now)
+	})
+}
+
 func nonNilBytes(b []byte) []byte {
 	if b == nil {
 		return []byte{}
@@ -272,36 +322,48 @@ func (s *DB) Decide(ctx context.Context, id string, from []store.State, d store.
 	var now time.Time
 	err := s.batchTx(ctx, func(b *pgx.Batch) {
 		now = s.now()
-		q := `UPDATE messages SET state = $1, state_at = $2, message_id = $3, hdr_from = $4, subject = $5,
-			action = $6, reasons = $7, score = $8, decision = $9, prepend = $10, hold_until = $11,
-			subject_prefix = $12, strip_ar = $13 WHERE id = $14`
-		args := []any{string(d.State), now, clean(d.MessageID), clean(d.From), clean(d.Subject), clean(d.Action),
-			cleanAll(d.Reasons), d.Score, []byte(d.Decision), d.Prepend, tz(d.HoldUntil), clean(d.SubjectPrefix),
-			d.StripAuthResults, id}
-		if len(from) > 0 {
-			q += ` AND state = ANY($15)`
-			args = append(args, states(from))
-		}
-		b.Queue(q, args...)
-		queueFiles(b, id, d.Files)
-		queueDeliveries(b, id, d.Deliveries, now, d.LeaseOwner, d.LeaseUntil)
+		queueDecide(b, id, from, d, now)
 	}, func(br pgx.BatchResults) error {
-		tag, err := br.Exec()
-		if err != nil {
-			return fmt.Errorf("store: decide %s: %w", id, err)
-		}
-		if tag.RowsAffected() == 0 {
-			return errNoMatch
-		}
-		if err := readFiles(br, id, d.Files); err != nil {
-			return err
-		}
-		return readDeliveries(br, id, d.Deliveries, now)
+		return readDecide(br, id, d, now)
 	})
 	if errors.Is(err, errNoMatch) {
 		return s.stateError(ctx, id, from)
 	}
 	return err
+}
+
+// queueDecide queues Decide's statements: the conditional state change
+// with the decision, the file index and the deliveries.
+func queueDecide(b *pgx.Batch, id string, from []store.State, d store.Decided, now time.Time) {
+	q := `UPDATE messages SET state = $1, state_at = $2, message_id = $3, hdr_from = $4, subject = $5,
+		action = $6, reasons = $7, score = $8, decision = $9, prepend = $10, hold_until = $11,
+		subject_prefix = $12, strip_ar = $13 WHERE id = $14`
+	args := []any{string(d.State), now, clean(d.MessageID), clean(d.From), clean(d.Subject), clean(d.Action),
+		cleanAll(d.Reasons), d.Score, []byte(d.Decision), d.Prepend, tz(d.HoldUntil), clean(d.SubjectPrefix),
+		d.StripAuthResults, id}
+	if len(from) > 0 {
+		q += ` AND state = ANY($15)`
+		args = append(args, states(from))
+	}
+	b.Queue(q, args...)
+	queueFiles(b, id, d.Files)
+	queueDeliveries(b, id, d.Deliveries, now, d.LeaseOwner, d.LeaseUntil)
+}
+
+// readDecide reads the results of queueDecide's statements; errNoMatch
+// means the message was in none of the from states.
+func readDecide(br pgx.BatchResults, id string, d store.Decided, now time.Time) error {
+	tag, err := br.Exec()
+	if err != nil {
+		return fmt.Errorf("store: decide %s: %w", id, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return errNoMatch
+	}
+	if err := readFiles(br, id, d.Files); err != nil {
+		return err
+	}
+	return readDeliveries(br, id, d.Deliveries, now)
 }
 
 // queueFiles replaces the attachment index of a message: two statements

@@ -52,6 +52,21 @@ func validID(id string) bool {
 // write to tmp, fsync, rename, then fsync the directory and commit the row
 // (both in the group commit). Only then does it return.
 func (s *DB) Accept(ctx context.Context, m *store.Message, r io.Reader) (int64, error) {
+	return s.accept(ctx, m, r, nil)
+}
+
+// AcceptDecided implements store.Store: Accept and Decide (from Received)
+// in one transaction, so a message inspected before it was stored costs
+// one group commit.
+func (s *DB) AcceptDecided(ctx context.Context, m *store.Message, data []byte, d store.Decided) error {
+	_, err := s.accept(ctx, m, bytes.NewReader(data), &d)
+	return err
+}
+
+// accept stores r as message m in state Received or, with a decision d,
+// as decided: the row in d.State with its file index and deliveries, in
+// the same transaction.
+func (s *DB) accept(ctx context.Context, m *store.Message, r io.Reader, d *store.Decided) (int64, error) {
 	if !validID(m.ID) {
 		return 0, fmt.Errorf("store: invalid message id %q", m.ID)
 	}
@@ -59,6 +74,11 @@ func (s *DB) Accept(ctx context.Context, m *store.Message, r io.Reader) (int64, 
 		m.ReceivedAt = s.now()
 	}
 	m.State = store.Received
+	if d != nil {
+		m.State, m.MessageID, m.From, m.Subject, m.Action = d.State, d.MessageID, d.From, d.Subject, d.Action
+		m.Reasons, m.Score, m.Decision, m.Prepend, m.HoldUntil = d.Reasons, d.Score, d.Decision, d.Prepend, d.HoldUntil
+		m.Files = d.Files
+	}
 	head, small, err := s.readInline(r)
 	if err != nil {
 		return int64(len(head)), err
@@ -66,7 +86,7 @@ func (s *DB) Accept(ctx context.Context, m *store.Message, r io.Reader) (int64, 
 	if small {
 		m.Size = int64(len(head))
 		err := s.write(ctx, nil, func(tx *sql.Tx) error {
-			if err := insertMessage(tx, m, s.now()); err != nil {
+			if err := insertMessageDecided(tx, m, d, s.now()); err != nil {
 				return err
 			}
 			return insertInline(tx, m.ID, head)
@@ -75,13 +95,17 @@ func (s *DB) Accept(ctx context.Context, m *store.Message, r io.Reader) (int64, 
 	}
 	tmp := filepath.Join(s.dir, "spool", "tmp", m.ID)
 	final := s.spoolPath(m.ID)
+	if _, err := os.Lstat(final); err == nil {
+		// The rename would replace another message's bytes.
+		return 0, fmt.Errorf("store: message %s exists", m.ID)
+	}
 	n, err := s.spool(tmp, final, io.MultiReader(bytes.NewReader(head), r))
 	if err != nil {
 		return n, err
 	}
 	m.Size = n
 	err = s.write(ctx, []string{filepath.Dir(final)}, func(tx *sql.Tx) error {
-		return insertMessage(tx, m, s.now())
+		return insertMessageDecided(tx, m, d, s.now())
 	})
 	if err != nil {
 		// Not durable as a row: the file would be an orphan. Remove it so
@@ -155,6 +179,24 @@ func (s *DB) addSpooled(id string, b []byte) (string, error) {
 		return "", err
 	}
 	return filepath.Dir(final), nil
+}
+
+// insertMessageDecided inserts m and, with a decision, what Decide adds:
+// the delivery's header changes, the file index and the deliveries.
+func insertMessageDecided(tx *sql.Tx, m *store.Message, d *store.Decided, now time.Time) error {
+	if err := insertMessage(tx, m, now); err != nil || d == nil {
+		return err
+	}
+	if d.SubjectPrefix != "" || d.StripAuthResults {
+		if _, err := tx.Exec(`UPDATE messages SET subject_prefix = ?, strip_ar = ? WHERE id = ?`,
+			d.SubjectPrefix, d.StripAuthResults, m.ID); err != nil {
+			return fmt.Errorf("store: decide %s: %w", m.ID, err)
+		}
+	}
+	if err := insertFiles(tx, m.ID, d.Files); err != nil {
+		return err
+	}
+	return insertLeasedDeliveries(tx, m.ID, d.Deliveries, now, d.LeaseOwner, d.LeaseUntil)
 }
 
 func insertMessage(tx *sql.Tx, m *store.Message, now time.Time) error {
@@ -275,30 +317,39 @@ func setState(tx *sql.Tx, id string, from []store.State, to store.State, now tim
 
 // Decide implements store.Store.
 func (s *DB) Decide(ctx context.Context, id string, from []store.State, d store.Decided) error {
-	return s.write(ctx, nil, func(tx *sql.Tx) error {
-		now := s.now()
-		if err := setState(tx, id, from, d.State, now); err != nil {
-			return err
+	return s.write(ctx, nil, func(tx *sql.Tx) error { return decide(tx, id, from, d, s.now()) })
+}
+
+// decide is Decide inside the caller's transaction.
+func decide(tx *sql.Tx, id string, from []store.State, d store.Decided, now time.Time) error {
+	if err := setState(tx, id, from, d.State, now); err != nil {
+		return err
+	}
+	_, err := tx.Exec(`UPDATE messages SET message_id = ?, hdr_from = ?, subject = ?,
+		action = ?, reasons = ?, score = ?, decision = ?, prepend = ?, hold_until = ?,
+		subject_prefix = ?, strip_ar = ? WHERE id = ?`, d.MessageID, d.From, d.Subject, d.Action,
+		jsonList(d.Reasons), d.Score, []byte(d.Decision), d.Prepend, us(d.HoldUntil),
+		d.SubjectPrefix, d.StripAuthResults, id)
+	if err != nil {
+		return fmt.Errorf("store: decide %s: %w", id, err)
+	}
+	if _, err := tx.Exec(`DELETE FROM files WHERE msg_id = ?`, id); err != nil {
+		return err
+	}
+	if err := insertFiles(tx, id, d.Files); err != nil {
+		return err
+	}
+	return insertLeasedDeliveries(tx, id, d.Deliveries, now, d.LeaseOwner, d.LeaseUntil)
+}
+
+func insertFiles(tx *sql.Tx, id string, files []store.FileRef) error {
+	for _, f := range files {
+		if _, err := tx.Exec(`INSERT INTO files (msg_id, sha256, path, name, type, size)
+			VALUES (?,?,?,?,?,?)`, id, f.SHA256, f.Path, f.Name, f.Type, f.Size); err != nil {
+			return fmt.Errorf("store: files %s: %w", id, err)
 		}
-		_, err := tx.Exec(`UPDATE messages SET message_id = ?, hdr_from = ?, subject = ?,
-			action = ?, reasons = ?, score = ?, decision = ?, prepend = ?, hold_until = ?,
-			subject_prefix = ?, strip_ar = ? WHERE id = ?`, d.MessageID, d.From, d.Subject, d.Action,
-			jsonList(d.Reasons), d.Score, []byte(d.Decision), d.Prepend, us(d.HoldUntil),
-			d.SubjectPrefix, d.StripAuthResults, id)
-		if err != nil {
-			return fmt.Errorf("store: decide %s: %w", id, err)
-		}
-		if _, err := tx.Exec(`DELETE FROM files WHERE msg_id = ?`, id); err != nil {
-			return err
-		}
-		for _, f := range d.Files {
-			if _, err := tx.Exec(`INSERT INTO files (msg_id, sha256, path, name, type, size)
-				VALUES (?,?,?,?,?,?)`, id, f.SHA256, f.Path, f.Name, f.Type, f.Size); err != nil {
-				return fmt.Errorf("store: files %s: %w", id, err)
-			}
-		}
-		return insertLeasedDeliveries(tx, id, d.Deliveries, now, d.LeaseOwner, d.LeaseUntil)
-	})
+	}
+	return nil
 }
 
 // Transition implements store.Store.

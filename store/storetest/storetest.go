@@ -22,6 +22,7 @@ import (
 // Run runs the suite. open must return a new, empty store.
 func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("AcceptGetOpen", func(t *testing.T) { testAccept(t, open(t)) })
+	t.Run("AcceptDecided", func(t *testing.T) { testAcceptDecided(t, open(t)) })
 	t.Run("AcceptReaderError", func(t *testing.T) { testAcceptReaderError(t, open(t)) })
 	t.Run("DecideAndDeliver", func(t *testing.T) { testDecideDeliver(t, open(t)) })
 	t.Run("Retry", func(t *testing.T) { testRetry(t, open(t)) })
@@ -426,4 +427,95 @@ func testDeliveredEarlier(t *testing.T, s store.Store) {
 	if m, _ := s.Get(ctx, "m10"); m.State != store.Delivered {
 		t.Errorf("state %s, want delivered (a recipient got it in the first attempt)", m.State)
 	}
+}
+
+func testAcceptDecided(t *testing.T, s store.Store) {
+	body := "Subject: hello\r\n\r\nbody\r\n"
+	m := &store.Message{ID: "ad1", Direction: "inbound", ClientIP: "192.0.2.1", HELO: "client.example",
+		MailFrom: "a@sender.example", Rcpts: []string{"u@corp.example"}}
+	until := time.Now().Add(time.Hour)
+	d := store.Decided{State: store.Queued, MessageID: "<x@sender.example>", From: "A <a@sender.example>",
+		Subject: "hello", Action: "tag", Reasons: []string{"first_contact"}, Score: 2.5,
+		Decision: []byte(`{"action":"tag"}`), Prepend: []byte("X-Mailguard-Action: tag\r\n"),
+		SubjectPrefix: "[EXTERNAL] ", StripAuthResults: true,
+		Files:      []store.FileRef{{SHA256: strings.Repeat("ab", 32), Path: "1", Name: "a.zip", Type: "zip", Size: 10}},
+		Deliveries: []store.Delivery{{Route: "inbound", MailFrom: "a@sender.example", Rcpts: []string{"u@corp.example"}}},
+		LeaseOwner: "n1", LeaseUntil: until}
+	if err := s.AcceptDecided(ctx, m, []byte(body), d); err != nil {
+		t.Fatal(err)
+	}
+	if d.Deliveries[0].ID == 0 {
+		t.Error("AcceptDecided did not write the delivery ID back")
+	}
+	got, err := s.Get(ctx, "ad1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State != store.Queued || got.Action != "tag" || got.Subject != "hello" || got.From != d.From ||
+		got.MessageID != d.MessageID || got.Score != 2.5 || got.Size != int64(len(body)) ||
+		!cmp.Equal(got.Reasons, d.Reasons) || string(got.Prepend) != string(d.Prepend) || len(got.Files) != 1 ||
+		got.Files[0].Name != "a.zip" || !bytes.Equal(got.Decision, d.Decision) {
+		t.Errorf("after AcceptDecided: %+v", got)
+	}
+	if b := readAll(t, s, "ad1"); b != body {
+		t.Errorf("bytes = %q, want %q", b, body)
+	}
+	if ds, _ := s.Claim(ctx, "w2", time.Minute, 10); len(ds) != 0 {
+		t.Errorf("a delivery leased at decision was claimed by another node: %+v", ds)
+	}
+	if n, err := s.ReleaseLeases(ctx, "n1"); err != nil || n != 1 {
+		t.Fatalf("ReleaseLeases = %d, %v", n, err)
+	}
+	dl := claimOne(t, s, "w2")
+	if dl.MsgID != "ad1" || dl.SubjectPrefix != "[EXTERNAL] " || !dl.StripAuthResults || string(dl.Prepend) != string(d.Prepend) ||
+		dl.Size != int64(len(body)) {
+		t.Errorf("claimed %+v", dl)
+	}
+	if err := s.DeliveryDone(ctx, dl.ID, []store.RcptResult{{Rcpt: "u@corp.example", Code: 250}}, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Get(ctx, "ad1"); got.State != store.Delivered {
+		t.Errorf("state after delivery = %s", got.State)
+	}
+
+	// Held, larger than any inline or single-chunk size, no deliveries.
+	big := strings.Repeat("0123456789abcdef", 300<<10/16)
+	held := &store.Message{ID: "ad2", MailFrom: "a@sender.example", Rcpts: []string{"u@corp.example"}}
+	if err := s.AcceptDecided(ctx, held, []byte(big), store.Decided{State: store.Held, Action: "hold", HoldUntil: until}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Get(ctx, "ad2"); got == nil || got.State != store.Held || got.HoldUntil.Unix() != until.Unix() {
+		t.Errorf("held: %+v", got)
+	}
+	if b := readAll(t, s, "ad2"); b != big {
+		t.Errorf("held bytes differ (%d, want %d)", len(b), len(big))
+	}
+	if ids, _ := s.InState(ctx, store.Held); !cmp.Equal(ids, []string{"ad2"}) {
+		t.Errorf("held = %v", ids)
+	}
+
+	// The same ID twice fails and leaves the first as it was.
+	if err := s.AcceptDecided(ctx, &store.Message{ID: "ad2"}, []byte("other"), store.Decided{State: store.Rejected}); err == nil {
+		t.Error("a second AcceptDecided with the same ID succeeded")
+	}
+	if got, _ := s.Get(ctx, "ad2"); got.State != store.Held || readAll(t, s, "ad2") != big {
+		t.Errorf("the first message changed: %+v", got)
+	}
+	if err := s.AcceptDecided(ctx, &store.Message{ID: "../x"}, []byte("x"), store.Decided{State: store.Queued}); err == nil {
+		t.Error("an invalid ID was accepted")
+	}
+}
+
+func readAll(t *testing.T, s store.Store, id string) string {
+	t.Helper()
+	f, err := s.Open(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
