@@ -53,6 +53,11 @@ var (
 		Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
 	}, []string{"route"})
 
+	metricRelaySessions = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "mailguard_smtp_relay_sessions_total",
+		Help: "Sessions with a downstream relay used for a delivery: new (connected) or reused (kept open from an earlier delivery).",
+	}, []string{"kind"}) // new, reused
+
 	metricQueueRetries = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "mailguard_smtp_queue_retries_total",
 		Help: "Messages put back in the queue for a later attempt.",

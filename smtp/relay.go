@@ -59,6 +59,17 @@ type RelayOptions struct {
 	DataTimeout time.Duration
 	// Dial replaces the network dialer (tests).
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// IdleConns is how many sessions with the relay are kept open between
+	// deliveries, to be reused instead of connecting, greeting and saying
+	// QUIT for every message (Postfix's connection cache). Default 16;
+	// negative keeps none.
+	IdleConns int
+	// IdleTimeout closes a kept session unused for this long. Default 2s
+	// (Postfix's smtp_connection_cache_time_limit).
+	IdleTimeout time.Duration
+	// ReuseTimeLimit stops reusing a session this old. Default 300s
+	// (Postfix's smtp_connection_reuse_time_limit).
+	ReuseTimeLimit time.Duration
 }
 
 // Relay is a Transport that delivers to one SMTP server (host:port).
@@ -67,6 +78,7 @@ type Relay struct {
 	host string
 	opts RelayOptions
 	tls  *tls.Config
+	idle idlePool
 }
 
 var _ Transport = (*Relay)(nil)
@@ -90,6 +102,11 @@ func NewRelay(addr string, opts RelayOptions) (*Relay, error) {
 	setDefault(&opts.DialTimeout, 30*time.Second)
 	setDefault(&opts.CommandTimeout, 5*time.Minute)
 	setDefault(&opts.DataTimeout, 10*time.Minute)
+	setDefault(&opts.IdleTimeout, 2*time.Second)
+	setDefault(&opts.ReuseTimeLimit, 300*time.Second)
+	if opts.IdleConns == 0 {
+		opts.IdleConns = 16
+	}
 	if opts.Dial == nil {
 		d := &net.Dialer{Timeout: opts.DialTimeout}
 		opts.Dial = d.DialContext
@@ -128,17 +145,48 @@ func (r *Relay) String() string { return r.addr }
 type relayConn struct {
 	c      *gosmtp.Client
 	raw    net.Conn
-	stop   func() bool
-	broken bool // the session is unusable (connection lost, or stopped mid-DATA)
+	guard  *guardConn
+	stop   func() bool // unbinds the session from the delivery's context
+	born   time.Time
+	broken bool // the session is unusable (connection lost, stopped mid-DATA, 421)
 }
 
-// close says QUIT (briefly, and not after a cancel) and closes.
-func (rc *relayConn) close(ctx context.Context) {
-	if rc.stop() && ctx.Err() == nil && !rc.broken {
-		rc.c.CommandTimeout = min(rc.c.CommandTimeout, 10*time.Second)
-		_ = rc.c.Quit() // best effort; Close below covers a failed QUIT
-	}
+// bind ties the session to one delivery's ctx: cancelling ctx unblocks
+// any read or write at once.
+func (rc *relayConn) bind(ctx context.Context) {
+	rc.guard.ctx = ctx
+	rc.stop = context.AfterFunc(ctx, func() { _ = rc.raw.SetDeadline(time.Now()) })
+}
+
+// quit says QUIT briefly and closes.
+func (rc *relayConn) quit() {
+	rc.c.CommandTimeout = min(rc.c.CommandTimeout, 10*time.Second)
+	_ = rc.c.Quit() // best effort; Close below covers a failed QUIT
 	_ = rc.raw.Close()
+}
+
+// gone marks the session broken when err says the relay is no longer
+// there: an I/O error rather than a reply, or a 421 (the server closes).
+func (rc *relayConn) gone(err error) {
+	var se *gosmtp.SMTPError
+	if err != nil && (!errors.As(err, &se) || se.Code == 421) {
+		rc.broken = true
+	}
+}
+
+// done ends a delivery's use of the session: kept for the next delivery
+// when it is clean, else closed (with a QUIT unless it broke or the
+// delivery was cancelled).
+func (r *Relay) done(ctx context.Context, rc *relayConn) {
+	switch {
+	case !rc.stop() || ctx.Err() != nil || rc.broken:
+		_ = rc.raw.Close()
+	case time.Since(rc.born) >= r.opts.ReuseTimeLimit || r.opts.IdleConns < 0:
+		rc.quit()
+	default:
+		rc.guard.ctx = context.Background() // the delivery's ctx ends now
+		r.idle.put(rc, r.opts.IdleConns, r.opts.IdleTimeout)
+	}
 }
 
 // Deliver sends m to the relay in as many transactions as needed (a 452
@@ -148,11 +196,18 @@ func (r *Relay) Deliver(ctx context.Context, m Outgoing, body io.Reader) []RcptR
 	if len(m.Rcpts) == 0 {
 		return nil
 	}
-	rc, fail := r.connect(ctx)
-	if fail != nil {
-		return allResults(m.Rcpts, *fail)
+	rc := r.idle.take()
+	if rc != nil {
+		metricRelaySessions.WithLabelValues("reused").Inc()
+		rc.bind(ctx)
+	} else {
+		var fail *RcptResult
+		if rc, fail = r.connect(ctx); fail != nil {
+			return allResults(m.Rcpts, *fail)
+		}
+		metricRelaySessions.WithLabelValues("new").Inc()
 	}
-	defer rc.close(ctx)
+	defer r.done(ctx, rc)
 	utf8 := needsUTF8(m)
 	if ok, _ := rc.c.Extension("SMTPUTF8"); utf8 && !ok {
 		// RFC 6531 §3.2: without the extension such a message cannot be
@@ -199,7 +254,10 @@ func (r *Relay) transaction(rc *relayConn, m Outgoing, rcpts []string, utf8 bool
 		for _, rcpt := range rcpts {
 			results[rcpt] = r.resultFor(rcpt, err)
 		}
-		_ = rc.c.Reset() // the next transaction, if any, starts clean
+		rc.gone(err)
+		if !rc.broken {
+			rc.gone(rc.c.Reset()) // the next transaction, if any, starts clean
+		}
 		return nil
 	}
 	var accepted, deferred []string
@@ -214,6 +272,7 @@ func (r *Relay) transaction(rc *relayConn, m Outgoing, rcpts []string, utf8 bool
 			deferred = append(deferred, rcpt) // RFC 5321 §4.5.3.1.10: too many recipients
 		case reply:
 			results[rcpt] = r.resultFor(rcpt, err)
+			rc.gone(err)
 		default: // the connection is gone: nobody in this transaction got the message
 			for _, rest := range append(accepted, rcpts[i:]...) {
 				results[rest] = r.resultFor(rest, err)
@@ -223,7 +282,9 @@ func (r *Relay) transaction(rc *relayConn, m Outgoing, rcpts []string, utf8 bool
 		}
 	}
 	if len(accepted) == 0 {
-		_ = rc.c.Reset()
+		if !rc.broken {
+			rc.gone(rc.c.Reset())
+		}
 		return deferred
 	}
 	setAll := func(err error, text string) {
@@ -238,7 +299,9 @@ func (r *Relay) transaction(rc *relayConn, m Outgoing, rcpts []string, utf8 bool
 	w, err := rc.c.Data()
 	if err != nil {
 		setAll(err, "")
-		_ = rc.c.Reset()
+		if rc.gone(err); !rc.broken {
+			rc.gone(rc.c.Reset())
+		}
 		return deferred
 	}
 	if _, err := io.Copy(w, &crlfReader{r: body}); err != nil {
@@ -254,6 +317,7 @@ func (r *Relay) transaction(rc *relayConn, m Outgoing, rcpts []string, utf8 bool
 			rc.broken = true
 			return nil
 		}
+		rc.gone(err)
 		return deferred
 	}
 	setAll(nil, resp.StatusText)
@@ -310,6 +374,7 @@ func (r *Relay) connectMode(ctx context.Context, mode TLSMode) (*relayConn, *Rcp
 	// Cancelling ctx unblocks any read or write at once.
 	stop := context.AfterFunc(ctx, func() { _ = raw.SetDeadline(time.Now()) })
 	conn := &guardConn{Conn: raw, ctx: ctx, timeout: r.opts.CommandTimeout}
+	born := time.Now()
 	fail := func(res RcptResult) (*relayConn, *RcptResult) {
 		stop()
 		_ = raw.Close()
@@ -335,7 +400,7 @@ func (r *Relay) connectMode(ctx context.Context, mode TLSMode) (*relayConn, *Rcp
 	if err := c.Hello(r.opts.Hostname); err != nil {
 		return fail(r.sessionFailure(err))
 	}
-	return &relayConn{c: c, raw: raw, stop: stop}, nil
+	return &relayConn{c: c, raw: raw, guard: conn, stop: stop, born: born}, nil
 }
 
 // preTLS speaks the cleartext start: greeting, EHLO (HELO if refused) and
