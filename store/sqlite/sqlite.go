@@ -360,6 +360,11 @@ func (s *DB) commitLoop() {
 }
 
 func (s *DB) commit(batch []*op) {
+	start := time.Now()
+	defer func() {
+		metricCommitSeconds.Observe(time.Since(start).Seconds())
+		metricCommitBatch.Observe(float64(len(batch)))
+	}()
 	fail := func(err error) {
 		for _, o := range batch {
 			o.done <- err
