@@ -85,9 +85,17 @@ func isBody(e *entity) bool {
 
 // partReader returns the transfer-decoded content of a leaf.
 func partReader(ra io.ReaderAt, e *entity) (io.Reader, func() string) {
-	sec := io.NewSectionReader(ra, e.bodyStart, max(0, e.bodyEnd-e.bodyStart))
+	n := max(0, e.bodyEnd-e.bodyStart)
+	sec := io.NewSectionReader(ra, e.bodyStart, n)
 	// Buffered: the message may be a file, and decoders read in small steps.
-	return decodeTransfer(e.get("content-transfer-encoding"), bufio.NewReaderSize(sec, 64<<10))
+	return decodeTransfer(e.get("content-transfer-encoding"), bufio.NewReaderSize(sec, readBufSize(n)))
+}
+
+// readBufSize is the buffer for reading n bytes of a message: 64 KiB, or
+// less when n is smaller (most parts are: a 64 KiB buffer per part made
+// most of the garbage of small messages).
+func readBufSize(n int64) int {
+	return int(min(max(n, 16), 64<<10))
 }
 
 // attachment stores one non-body leaf as a file and inspects it.

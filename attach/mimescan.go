@@ -110,7 +110,7 @@ type mimeScanner struct {
 func scanMIME(ra io.ReaderAt, size int64, maxParts, maxDepth int) *mimeScan {
 	sc := &mimeScanner{s: &mimeScan{root: &entity{}, parts: 1}, maxParts: maxParts, maxDepth: maxDepth, lineStart: true}
 	sc.cur = sc.s.root
-	br := bufio.NewReaderSize(io.NewSectionReader(ra, 0, size), 64<<10)
+	br := bufio.NewReaderSize(io.NewSectionReader(ra, 0, size), readBufSize(size))
 	var off int64
 	for {
 		line, err := br.ReadSlice('\n')

@@ -52,21 +52,24 @@ func validID(id string) bool {
 // write to tmp, fsync, rename, then fsync the directory and commit the row
 // (both in the group commit). Only then does it return.
 func (s *DB) Accept(ctx context.Context, m *store.Message, r io.Reader) (int64, error) {
-	return s.accept(ctx, m, r, nil)
+	return s.accept(ctx, m, nil, r, nil)
 }
 
 // AcceptDecided implements store.Store: Accept and Decide (from Received)
 // in one transaction, so a message inspected before it was stored costs
 // one group commit.
 func (s *DB) AcceptDecided(ctx context.Context, m *store.Message, data []byte, d store.Decided) error {
-	_, err := s.accept(ctx, m, bytes.NewReader(data), &d)
+	if data == nil {
+		data = []byte{}
+	}
+	_, err := s.accept(ctx, m, data, nil, &d)
 	return err
 }
 
-// accept stores r as message m in state Received or, with a decision d,
-// as decided: the row in d.State with its file index and deliveries, in
-// the same transaction.
-func (s *DB) accept(ctx context.Context, m *store.Message, r io.Reader, d *store.Decided) (int64, error) {
+// accept stores data (or, when data is nil, what r yields) as message m
+// in state Received or, with a decision d, as decided: the row in d.State
+// with its file index and deliveries, in the same transaction.
+func (s *DB) accept(ctx context.Context, m *store.Message, data []byte, r io.Reader, d *store.Decided) (int64, error) {
 	if !validID(m.ID) {
 		return 0, fmt.Errorf("store: invalid message id %q", m.ID)
 	}
@@ -79,9 +82,15 @@ func (s *DB) accept(ctx context.Context, m *store.Message, r io.Reader, d *store
 		m.Reasons, m.Score, m.Decision, m.Prepend, m.HoldUntil = d.Reasons, d.Score, d.Decision, d.Prepend, d.HoldUntil
 		m.Files = d.Files
 	}
-	head, small, err := s.readInline(r)
-	if err != nil {
-		return int64(len(head)), err
+	head, small := data, data != nil && len(data) <= s.inline
+	if data == nil {
+		var err error
+		if head, small, err = s.readInline(r); err != nil {
+			return int64(len(head)), err
+		}
+	} else if !small {
+		r = bytes.NewReader(data)
+		head = nil
 	}
 	if small {
 		m.Size = int64(len(head))
