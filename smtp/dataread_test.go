@@ -310,3 +310,80 @@ func FuzzDataReader(f *testing.F) {
 		compareWithOracle(t, wire, seed, int(maxChunk)+1, 16, int(readSize%300)+1, int(lineLimit), m)
 	})
 }
+
+// TestDataHandlerStopsEarly: the Handler refuses after a few bytes; the
+// rest of the body, which holds a whole smuggled transaction and a ".."
+// line, is consumed up to the real end and none of it is run as commands.
+// The command pipelined after the body in the same write is answered.
+func TestDataHandlerStopsEarly(t *testing.T) {
+	h := &recHandler{dataHook: func(r io.Reader) ([]byte, error) {
+		buf := make([]byte, 5)
+		n, _ := io.ReadFull(r, buf)
+		return buf[:n], &Reject{554, [3]int{5, 7, 1}, "refused by policy"}
+	}}
+	_, addrs := startServer(t, testConfig(), h)
+	c := dial(t, addrs[0])
+	c.hello("client.example")
+	c.cmdExpect("MAIL FROM:<a@sender.example>", 250)
+	c.cmdExpect("RCPT TO:<b@corp.example>", 250)
+	c.cmdExpect("DATA", 354)
+	body := "Subject: x\r\n\r\n" + strings.Repeat("filler line\r\n", 2000) + "..\r\n" + strings.TrimSuffix(smuggled, ".\r\n")
+	c.send(body + ".\r\nNOOP\r\n")
+	if text := c.expect(554); !strings.Contains(text, "refused by policy") {
+		t.Errorf("reply %q", text)
+	}
+	c.expect(250) // the NOOP
+	if from := h.lastMail().MailFrom; from != "a@sender.example" {
+		t.Errorf("a smuggled MAIL FROM reached the handler: %q", from)
+	}
+	if n := len(h.allMsgs()); n != 1 {
+		t.Errorf("%d Data calls, want 1", n)
+	}
+	c.cmdExpect("QUIT", 221)
+}
+
+// TestDataLineOverLimitAfterHandlerStops: a line over the limit in the part
+// of the body the Handler did not read still ends the connection after the
+// Handler's reply, as go-smtp's lineLimitReader did.
+func TestDataLineOverLimitAfterHandlerStops(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxLineLength = 1000
+	h := &recHandler{dataHook: func(r io.Reader) ([]byte, error) {
+		return nil, &Reject{554, [3]int{5, 7, 1}, "refused by policy"}
+	}}
+	_, addrs := startServer(t, cfg, h)
+	c := dial(t, addrs[0])
+	c.hello("client.example")
+	c.cmdExpect("MAIL FROM:<a@sender.example>", 250)
+	c.cmdExpect("RCPT TO:<b@corp.example>", 250)
+	c.cmdExpect("DATA", 354)
+	c.send("Subject: x\r\n\r\n" + strings.Repeat("y", 3000) + "\r\n.\r\nNOOP\r\n")
+	c.expect(554)
+	c.expect(500) // go-smtp: "Too long line, closing connection"
+	if !c.closed() {
+		t.Error("connection open after a line over the limit")
+	}
+}
+
+// TestDataBodyAndNextTransactionInOneWrite: the end of one body, a whole
+// transaction and the start of the next in one segment, the way a
+// pipelining client and the benchmark write them.
+func TestDataBodyAndNextTransactionInOneWrite(t *testing.T) {
+	h := &recHandler{}
+	_, addrs := startServer(t, testConfig(), h)
+	c := dial(t, addrs[0])
+	c.hello("client.example")
+	tx := "MAIL FROM:<a@sender.example>\r\nRCPT TO:<b@corp.example>\r\nDATA\r\n"
+	c.send(tx + "..one\r\n.\r\n" + tx + "two\r\n.\r\n" + tx + ".\r\nRSET\r\n")
+	for range 3 {
+		c.expect(250)
+		c.expect(250)
+		c.expect(354)
+		c.expect(250)
+	}
+	c.expect(250) // RSET
+	msgs := h.accepted()
+	if len(msgs) != 3 || string(msgs[0].data) != ".one\r\n" || string(msgs[1].data) != "two\r\n" || string(msgs[2].data) != "" {
+		t.Fatalf("messages: %+v", msgs)
+	}
+}
