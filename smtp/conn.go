@@ -69,7 +69,8 @@ type conn struct {
 	closeOnce  sync.Once
 
 	// Read side, used only by the goroutine go-smtp reads from.
-	under        net.Conn // raw, or the *tls.Conn over it
+	under        net.Conn    // raw, or the *tls.Conn over it
+	wire         *wireReader // under, after bytes a DATA body gave back
 	br           *bufio.Reader
 	mode         readMode
 	pending      []byte // part of a command line not yet returned
@@ -104,7 +105,8 @@ type conn struct {
 func newConn(s *Server, lis Listener, raw net.Conn) *conn {
 	ctx, cancel := context.WithCancel(s.baseCtx)
 	c := &conn{srv: s, lis: lis, raw: raw, under: raw, ctx: ctx, cancel: cancel}
-	c.br = bufio.NewReaderSize(raw, s.cfg.MaxCommandLength)
+	c.wire = &wireReader{r: raw}
+	c.br = bufio.NewReaderSize(c.wire, s.cfg.MaxCommandLength)
 	c.info.ID = NewID()
 	sock := raw
 	if pc, ok := raw.(*proxyproto.Conn); ok {
@@ -228,7 +230,8 @@ func (c *conn) handshake() error {
 	c.under = tc
 	c.tlsActive = true
 	c.wmu.Unlock()
-	c.br = bufio.NewReaderSize(tc, c.srv.cfg.MaxCommandLength)
+	c.wire = &wireReader{r: tc} // cleartext read ahead (c.br, c.wire) is dropped
+	c.br = bufio.NewReaderSize(c.wire, c.srv.cfg.MaxCommandLength)
 	c.mu.Lock()
 	c.info.TLS = &st
 	c.mu.Unlock()
@@ -285,7 +288,7 @@ func (c *conn) settle() {
 		if code == 354 {
 			c.mode = modeData
 			c.dataDeadline = time.Now().Add(c.srv.cfg.DataTimeout)
-			c.body = newBodyReader(c.br, c.armBody, c.srv.cfg.MaxLineLength, c.srv.cfg.MaxMessageBytes)
+			c.body = newBodyReader(c.br, c.wire, &c.srv.bodyBufs, c.armBody, c.srv.cfg.MaxLineLength, c.srv.cfg.MaxMessageBytes)
 			c.bodyEnd = endOfData
 		}
 	case "BDAT":
@@ -366,7 +369,7 @@ func (c *conn) nextLine() ([]byte, error) {
 		c.mu.Unlock()
 		return nil, c.shutdownReply()
 	}
-	c.idle = !c.txActive && c.br.Buffered() == 0
+	c.idle = !c.txActive && c.br.Buffered() == 0 && c.wire.buffered() == 0
 	err := c.under.SetReadDeadline(deadline)
 	c.mu.Unlock()
 	if err != nil {

@@ -8,16 +8,39 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 )
+
+// testBody is a bodyReader over src as the front end builds it: a front
+// buffer of frontSize bytes, then buffers of bigSize for the rest.
+type testBody struct {
+	*bodyReader
+	front *bufio.Reader
+	wire  *wireReader
+}
+
+func newTestBody(src io.Reader, frontSize, bigSize, lineLimit int, max int64, arm func() error) *testBody {
+	wire := &wireReader{r: src}
+	front := bufio.NewReaderSize(wire, frontSize)
+	bufs := &sync.Pool{New: func() any { return bufio.NewReaderSize(nil, bigSize) }}
+	if arm == nil {
+		arm = func() error { return nil }
+	}
+	return &testBody{newBodyReader(front, wire, bufs, arm, lineLimit, max), front, wire}
+}
+
+// consumed is how many bytes of src the body used, given that src gave
+// out pos: what is left in the front end's buffer and what was given back
+// are for the commands.
+func (b *testBody) consumed(pos int) int { return pos - b.front.Buffered() - b.wire.buffered() }
 
 // runBody reads wire with bodyReader as the session and go-smtp do: the
 // Handler reads with readSize buffers until an error, then the rest is
 // discarded. end is the wire bytes consumed, -1 when the connection is lost.
 func runBody(t testing.TB, src *chunkReader, brSize, readSize, lineLimit int, max int64) oracleResult {
 	t.Helper()
-	br := bufio.NewReaderSize(src, brSize)
-	b := newBodyReader(br, func() error { return nil }, lineLimit, max)
+	b := newTestBody(src, brSize, 4*brSize, lineLimit, max, nil)
 	var res oracleResult
 	res.out, res.rej = handlerRead(b, readSize)
 	if n, _, rej := b.result(); rej != res.rej || n != int64(len(res.out)) {
@@ -25,7 +48,11 @@ func runBody(t testing.TB, src *chunkReader, brSize, readSize, lineLimit int, ma
 	}
 	res.end = -1
 	if err := b.discardRest(); err == nil {
-		res.end = src.pos - br.Buffered()
+		res.end = b.consumed(src.pos)
+		// What follows the body reaches the command reader intact.
+		if rest, _ := io.ReadAll(b.front); !bytes.Equal(rest, src.data[res.end:]) {
+			t.Fatalf("after the body the front end reads %q, want %q", rest, src.data[res.end:])
+		}
 	} else if err2 := b.discardRest(); err2 != err {
 		t.Fatalf("discardRest not sticky: %v, then %v", err, err2)
 	}
@@ -184,15 +211,14 @@ func TestBodyReaderEverySplit(t *testing.T) {
 		}
 		for i := 0; i <= len(tc.wire); i++ {
 			src := &partsSource{parts: []string{tc.wire[:i], tc.wire[i:]}}
-			br := bufio.NewReaderSize(src, 16)
-			b := newBodyReader(br, func() error { return nil }, tc.lineLimit, max)
+			b := newTestBody(src, 16, 16, tc.lineLimit, max, nil)
 			out, rej := handlerRead(b, 5)
 			if rej != tc.rej || tc.rej == nil && string(out) != tc.out {
 				t.Fatalf("%s split at %d: %q, %v; want %q, %v", tc.name, i, out, rej, tc.out, tc.rej)
 			}
 			end := -1
 			if b.discardRest() == nil {
-				end = src.pos - br.Buffered()
+				end = b.consumed(src.pos)
 			}
 			if end != tc.end {
 				t.Fatalf("%s split at %d: end %d, want %d", tc.name, i, end, tc.end)
@@ -260,7 +286,7 @@ func TestBodyReaderLongMessage(t *testing.T) {
 func TestBodyReaderDeadline(t *testing.T) {
 	// The socket's deadline passes in the middle of the body.
 	src := &partsSource{parts: []string{"a\r\nb"}, err: os.ErrDeadlineExceeded}
-	b := newBodyReader(bufio.NewReaderSize(src, 16), func() error { return nil }, 0, 1<<20)
+	b := newTestBody(src, 16, 16, 0, 1<<20, nil)
 	out, rej := handlerRead(b, 64)
 	if rej != errDataTimeout || string(out) != "a\r\nb" {
 		t.Fatalf("got %q, %v; want \"a\\r\\nb\", errDataTimeout", out, rej)
@@ -270,7 +296,7 @@ func TestBodyReaderDeadline(t *testing.T) {
 	}
 	// Arming the deadline fails (the socket is closed).
 	armErr := errors.New("use of closed network connection")
-	b = newBodyReader(bufio.NewReaderSize(&partsSource{parts: []string{"x"}}, 16), func() error { return armErr }, 0, 1<<20)
+	b = newTestBody(&partsSource{parts: []string{"x"}}, 16, 16, 0, 1<<20, func() error { return armErr })
 	if _, rej := handlerRead(b, 64); rej != errDataAborted {
 		t.Fatalf("arm failure: %v, want errDataAborted", rej)
 	}
@@ -279,7 +305,7 @@ func TestBodyReaderDeadline(t *testing.T) {
 	}
 	// A deadline while discarding after the Handler stopped early.
 	src = &partsSource{parts: []string{"a\x00b\r\n", "more"}, err: os.ErrDeadlineExceeded}
-	b = newBodyReader(bufio.NewReaderSize(src, 16), func() error { return nil }, 0, 1<<20)
+	b = newTestBody(src, 16, 16, 0, 1<<20, nil)
 	if _, rej := handlerRead(b, 64); rej != errNUL {
 		t.Fatalf("got %v, want errNUL", rej)
 	}
@@ -374,8 +400,9 @@ func TestDataBodyAndNextTransactionInOneWrite(t *testing.T) {
 	c := dial(t, addrs[0])
 	c.hello("client.example")
 	tx := "MAIL FROM:<a@sender.example>\r\nRCPT TO:<b@corp.example>\r\nDATA\r\n"
-	c.send(tx + "..one\r\n.\r\n" + tx + "two\r\n.\r\n" + tx + ".\r\nRSET\r\n")
-	for range 3 {
+	big := strings.Repeat("0123456789abcdef\r\n", 10000) // read beyond the front end's buffer
+	c.send(tx + "..one\r\n.\r\n" + tx + big + ".\r\n" + tx + "two\r\n.\r\n" + tx + ".\r\nRSET\r\n")
+	for range 4 {
 		c.expect(250)
 		c.expect(250)
 		c.expect(354)
@@ -383,7 +410,7 @@ func TestDataBodyAndNextTransactionInOneWrite(t *testing.T) {
 	}
 	c.expect(250) // RSET
 	msgs := h.accepted()
-	if len(msgs) != 3 || string(msgs[0].data) != ".one\r\n" || string(msgs[1].data) != "two\r\n" || string(msgs[2].data) != "" {
+	if len(msgs) != 4 || string(msgs[0].data) != ".one\r\n" || string(msgs[1].data) != big || string(msgs[2].data) != "two\r\n" || string(msgs[3].data) != "" {
 		t.Fatalf("messages: %+v", msgs)
 	}
 }
