@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -247,6 +248,49 @@ func BenchmarkDataPath(b *testing.B) {
 			b.StopTimer()
 			if got := h.n.Load(); got == 0 {
 				b.Fatal("no message reached the handler")
+			}
+		})
+	}
+}
+
+// BenchmarkDataParse measures the DATA parsing layers alone, from memory:
+// "old" is the path before bodyReader (the front end's byte loop, go-smtp's
+// lineLimitReader and dataReader, checkReader: the oracle of
+// dataread_oracle_test.go), "new" is bodyReader. The Handler drains with a
+// 32 KiB buffer, as io.Copy does.
+func BenchmarkDataParse(b *testing.B) {
+	drain := func(b *testing.B, r io.Reader) {
+		buf := make([]byte, 32<<10)
+		for {
+			_, err := r.Read(buf)
+			if err == io.EOF {
+				return
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	for _, size := range []int{10 << 10, 100 << 10} {
+		wire := dotStuff(messageOfSize(size))
+		b.Run(fmt.Sprintf("old/%dKB", size>>10), func(b *testing.B) {
+			b.SetBytes(int64(len(wire)))
+			b.ReportAllocs()
+			for b.Loop() {
+				fe := &oldFrontEnd{br: bufio.NewReaderSize(bytes.NewReader(wire), DefaultMaxCommandLength)}
+				ll := &goLineLimitReader{R: fe, LineLimit: DefaultMaxLineLength, curLineLength: 1}
+				dr := &goDataReader{r: bufio.NewReader(ll), limited: true, n: DefaultMaxMessageBytes}
+				drain(b, &oldCheckReader{r: dr, max: DefaultMaxMessageBytes, wire: &fe.bare, checks: allChecks})
+			}
+		})
+		b.Run(fmt.Sprintf("new/%dKB", size>>10), func(b *testing.B) {
+			bufs := &sync.Pool{New: func() any { return bufio.NewReaderSize(nil, bodyBufSize) }}
+			b.SetBytes(int64(len(wire)))
+			b.ReportAllocs()
+			for b.Loop() {
+				w := &wireReader{r: bytes.NewReader(wire)}
+				front := bufio.NewReaderSize(w, DefaultMaxCommandLength)
+				drain(b, newBodyReader(front, w, bufs, func() error { return nil }, DefaultMaxLineLength, DefaultMaxMessageBytes))
 			}
 		})
 	}

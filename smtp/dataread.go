@@ -34,17 +34,21 @@ const bodyBufSize = 64 << 10
 //     dot removed, the final ".\r\n" not included, and its quirks kept (a
 //     ".\r" at the start of a line that is not followed by LF loses the CR;
 //     a CR right after a CR does not start a line end).
-//   - It stops reading exactly where go-smtp's state machine ends the
-//     body (CRLF "." CRLF, or "." CRLF as the first line), never after, so
-//     that what follows is read as commands again by the front end.
-//   - Checks, each at the byte where it first fails: a bare CR or bare LF
-//     anywhere on the wire, the end-of-data line included (errBareNewline:
-//     it looks at the wire, so the ".\r" that go-smtp drops is seen), NUL
-//     (errNUL), more than MaxMessageBytes of message, where reaching the
-//     limit exactly is already too much as in go-smtp (errTooBig), a run
-//     of more than MaxLineLength-1 bytes without LF, counted on the wire as
-//     go-smtp's lineLimitReader does (errLineTooLong), and the read errors
-//     (streamReject: errDataTimeout, errDataAborted).
+//   - It consumes the wire exactly up to where go-smtp's state machine
+//     ends the body (CRLF "." CRLF, or "." CRLF as the first line); bytes
+//     it read beyond are given back (wireReader), so that what follows is
+//     read as commands again by the front end.
+//   - Checks, at the byte where one first fails (with several violations
+//     the first on the wire wins; the old layered path picked one of them
+//     depending on read sizes): a bare CR or bare LF anywhere on the wire,
+//     the end-of-data line included (errBareNewline: it looks at the wire,
+//     so the ".\r" that go-smtp drops is seen); NUL (errNUL);
+//     MaxMessageBytes of message or more (errTooBig: go-smtp refuses to
+//     read on once it has handed out that many, even when only the
+//     end-of-data line follows); a run of MaxLineLength bytes or more
+//     without LF, CR included, counted on the wire as go-smtp's
+//     lineLimitReader does (errLineTooLong); read errors (streamReject:
+//     errDataTimeout, errDataAborted).
 //
 // After the Handler is done, discardRest reads the rest of the body without
 // the message checks (as go-smtp's drain does), and the front end then
