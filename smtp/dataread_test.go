@@ -3,6 +3,7 @@ package smtp
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -412,5 +413,48 @@ func TestDataBodyAndNextTransactionInOneWrite(t *testing.T) {
 	msgs := h.accepted()
 	if len(msgs) != 4 || string(msgs[0].data) != ".one\r\n" || string(msgs[1].data) != big || string(msgs[2].data) != "two\r\n" || string(msgs[3].data) != "" {
 		t.Fatalf("messages: %+v", msgs)
+	}
+}
+
+// TestDataBigBodyThenSTARTTLSInjection: commands sent after a body in the
+// same write are read ahead with the body and given back to the command
+// reader; cleartext after STARTTLS among them must still be dropped at the
+// handshake (CVE-2011-0411), and the body over TLS must arrive intact.
+func TestDataBigBodyThenSTARTTLSInjection(t *testing.T) {
+	cfg := testConfig()
+	cert, pool, _, _ := testCert(t, "mx.test.example")
+	cfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	h := &recHandler{}
+	_, addrs := startServer(t, cfg, h)
+	c := dial(t, addrs[0])
+	c.hello("client.example")
+	big := strings.Repeat("0123456789abcdef\r\n", 10000)
+	tx := "MAIL FROM:<a@sender.example>\r\nRCPT TO:<b@corp.example>\r\nDATA\r\n"
+	// More cleartext than the front end's 4 KiB buffer takes at once.
+	inject := strings.Repeat("NOOP\r\n", 1000) + "MAIL FROM:<injected@evil.example>\r\n"
+	c.send(tx + big + ".\r\nSTARTTLS\r\n" + inject)
+	c.expect(250)
+	c.expect(250)
+	c.expect(354)
+	c.expect(250)
+	c.expect(220)
+	c.startTLS(pool)
+	c.cmdExpect("EHLO client.example", 250)
+	c.send(tx + big + ".\r\nNOOP\r\n")
+	c.expect(250)
+	c.expect(250)
+	c.expect(354)
+	c.expect(250)
+	c.expect(250) // NOOP
+	msgs := h.accepted()
+	if len(msgs) != 2 || string(msgs[0].data) != big || string(msgs[1].data) != big || msgs[1].env.Conn.TLS == nil {
+		t.Fatalf("got %d messages, want the body twice, the second over TLS", len(msgs))
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, m := range h.mails {
+		if m.MailFrom != "a@sender.example" {
+			t.Errorf("injected MAIL FROM executed: %q", m.MailFrom)
+		}
 	}
 }
