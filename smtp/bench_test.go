@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -168,5 +169,134 @@ func smtpSinkNoDump(b *testing.B) string {
 			b.Fatal("smtp-sink did not start")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// messageOfSize is a message of about size bytes with 76-character lines,
+// a few of them starting with a dot (stuffed on the wire by sendDATA).
+func messageOfSize(size int) []byte {
+	var b bytes.Buffer
+	b.WriteString("From: a@sender.example\r\nTo: b@corp.example\r\nSubject: bench\r\n\r\n")
+	line := strings.Repeat("0123456789", 7) + "abcdef\r\n"
+	for i := 0; b.Len() < size; i++ {
+		if i%50 == 0 {
+			b.WriteString("." + line[1:])
+			continue
+		}
+		b.WriteString(line)
+	}
+	return b.Bytes()
+}
+
+// dotStuff returns msg as it travels inside DATA, with the end-of-data line.
+func dotStuff(msg []byte) []byte {
+	var b bytes.Buffer
+	for line := range bytes.Lines(msg) {
+		if line[0] == '.' {
+			b.WriteByte('.')
+		}
+		b.Write(line)
+	}
+	b.WriteString(".\r\n")
+	return b.Bytes()
+}
+
+// BenchmarkDataPath measures the DATA path alone (front end, go-smtp,
+// session, body checks) over one loopback TCP connection: one pipelined
+// transaction per iteration into a Handler that only drains the message.
+// Unlike BenchmarkInbound it runs one connection, so ns/op is the cost of
+// one message on one core plus the loopback round trip.
+func BenchmarkDataPath(b *testing.B) {
+	for _, size := range []int{10 << 10, 100 << 10} {
+		b.Run(fmt.Sprintf("%dKB", size>>10), func(b *testing.B) {
+			h := &noopHandler{}
+			_, addrs := startServer(b, benchConfig(), h)
+			c, err := net.Dial("tcp", addrs[0])
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			br := bufio.NewReader(c)
+			expect := func(code string) {
+				for {
+					line, err := br.ReadString('\n')
+					if err != nil || !strings.HasPrefix(line, code) {
+						b.Fatalf("got %q (%v), want %s", line, err, code)
+					}
+					if line[3] == ' ' {
+						return
+					}
+				}
+			}
+			expect("220")
+			fmt.Fprintf(c, "EHLO bench.example\r\n")
+			expect("250")
+			msg := messageOfSize(size)
+			tx := append([]byte("MAIL FROM:<a@sender.example>\r\nRCPT TO:<b@corp.example>\r\nDATA\r\n"), dotStuff(msg)...)
+			b.SetBytes(int64(len(msg)))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				if _, err := c.Write(tx); err != nil {
+					b.Fatal(err)
+				}
+				expect("250")
+				expect("250")
+				expect("354")
+				expect("250")
+			}
+			b.StopTimer()
+			if got := h.n.Load(); got == 0 {
+				b.Fatal("no message reached the handler")
+			}
+		})
+	}
+}
+
+// BenchmarkDataParse measures the DATA parsing layers alone, from memory:
+// "old" is the path before bodyReader (the front end's byte loop, go-smtp's
+// lineLimitReader and dataReader, checkReader: the oracle of
+// dataread_oracle_test.go), "new" is bodyReader. The Handler drains with a
+// 32 KiB buffer, as io.Copy does; buffers are reused across messages, as
+// on a connection.
+func BenchmarkDataParse(b *testing.B) {
+	buf := make([]byte, 32<<10)
+	drain := func(b *testing.B, r io.Reader) {
+		for {
+			_, err := r.Read(buf)
+			if err == io.EOF {
+				return
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	for _, size := range []int{10 << 10, 100 << 10} {
+		wire := dotStuff(messageOfSize(size))
+		b.Run(fmt.Sprintf("old/%dKB", size>>10), func(b *testing.B) {
+			front := bufio.NewReaderSize(nil, DefaultMaxCommandLength)
+			text := bufio.NewReader(nil)
+			b.SetBytes(int64(len(wire)))
+			b.ReportAllocs()
+			for b.Loop() {
+				front.Reset(bytes.NewReader(wire))
+				fe := &oldFrontEnd{br: front}
+				text.Reset(&goLineLimitReader{R: fe, LineLimit: DefaultMaxLineLength, curLineLength: 1})
+				dr := &goDataReader{r: text, limited: true, n: DefaultMaxMessageBytes}
+				drain(b, &oldCheckReader{r: dr, max: DefaultMaxMessageBytes, wire: &fe.bare, checks: allChecks})
+			}
+		})
+		b.Run(fmt.Sprintf("new/%dKB", size>>10), func(b *testing.B) {
+			bufs := &sync.Pool{New: func() any { return bufio.NewReaderSize(nil, bodyBufSize) }}
+			front := bufio.NewReaderSize(nil, DefaultMaxCommandLength)
+			b.SetBytes(int64(len(wire)))
+			b.ReportAllocs()
+			for b.Loop() {
+				w := &wireReader{r: bytes.NewReader(wire)}
+				front.Reset(w)
+				drain(b, newBodyReader(front, w, bufs, func() error { return nil }, DefaultMaxLineLength, DefaultMaxMessageBytes))
+			}
+		})
 	}
 }

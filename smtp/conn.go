@@ -26,21 +26,13 @@ type readMode int
 
 const (
 	modeLine  readMode = iota // a command line
-	modeData                  // a DATA body, up to CRLF.CRLF
+	modeData                  // the end of a DATA body (see readData)
 	modeChunk                 // a BDAT chunk, a byte count
 )
 
-// The DATA body state machine of go-smtp's dataReader (itself taken from
-// net/textproto), mirrored so that the front end stops exactly where go-smtp
-// stops, quirks included.
-const (
-	dotBeginLine = iota
-	dotDot
-	dotDotCR
-	dotCR
-	dotData
-	dotEOF
-)
+// endOfData is what go-smtp's dataReader reads once bodyReader has read
+// the body: an empty body, ended.
+const endOfData = ".\r\n"
 
 // proxyV2Tail is the PROXY v2 signature after its first CRLF.
 const proxyV2Tail = "\r\n\x00\r\nQUIT\n"
@@ -77,7 +69,8 @@ type conn struct {
 	closeOnce  sync.Once
 
 	// Read side, used only by the goroutine go-smtp reads from.
-	under        net.Conn // raw, or the *tls.Conn over it
+	under        net.Conn    // raw, or the *tls.Conn over it
+	wire         *wireReader // under, after bytes a DATA body gave back
 	br           *bufio.Reader
 	mode         readMode
 	pending      []byte // part of a command line not yet returned
@@ -86,18 +79,19 @@ type conn struct {
 	bdatSize     int64
 	bdatValid    bool
 	bdatLast     bool
-	dotState     int
+	body         *bodyReader // DATA: the body, until go-smtp has its end
+	bodyEnd      string      // DATA: what go-smtp still gets of endOfData
 	chunkLeft    int64
 	dataDeadline time.Time
 	bdatDeadline time.Time
 	lines        int
 	readErr      error
-	rawCR        bool        // DATA: the previous raw byte was CR
-	bareNewline  atomic.Bool // DATA: a bare CR or LF was on the wire
 
 	// Write side (go-smtp's replies), guarded by wmu.
 	wmu        sync.Mutex
 	awaitReply bool
+	awaitData  bool // the awaited reply answers DATA
+	dataReady  bool // a 354 answered DATA: the session reads the body
 	replyCode  int
 	head       []byte
 	headDone   bool
@@ -111,7 +105,8 @@ type conn struct {
 func newConn(s *Server, lis Listener, raw net.Conn) *conn {
 	ctx, cancel := context.WithCancel(s.baseCtx)
 	c := &conn{srv: s, lis: lis, raw: raw, under: raw, ctx: ctx, cancel: cancel}
-	c.br = bufio.NewReaderSize(raw, s.cfg.MaxCommandLength)
+	c.wire = &wireReader{r: raw}
+	c.br = bufio.NewReaderSize(c.wire, s.cfg.MaxCommandLength)
 	c.info.ID = NewID()
 	sock := raw
 	if pc, ok := raw.(*proxyproto.Conn); ok {
@@ -235,7 +230,8 @@ func (c *conn) handshake() error {
 	c.under = tc
 	c.tlsActive = true
 	c.wmu.Unlock()
-	c.br = bufio.NewReaderSize(tc, c.srv.cfg.MaxCommandLength)
+	c.wire = &wireReader{r: tc} // cleartext read ahead (c.br, c.wire) is dropped
+	c.br = bufio.NewReaderSize(c.wire, c.srv.cfg.MaxCommandLength)
 	c.mu.Lock()
 	c.info.TLS = &st
 	c.mu.Unlock()
@@ -291,10 +287,9 @@ func (c *conn) settle() {
 	case "DATA":
 		if code == 354 {
 			c.mode = modeData
-			c.dotState = dotBeginLine
-			c.rawCR = false
-			c.bareNewline.Store(false)
 			c.dataDeadline = time.Now().Add(c.srv.cfg.DataTimeout)
+			c.body = newBodyReader(c.br, c.wire, &c.srv.bodyBufs, c.armBody, c.srv.cfg.MaxLineLength, c.srv.cfg.MaxMessageBytes)
+			c.bodyEnd = endOfData
 		}
 	case "BDAT":
 		// go-smtp reads the chunk whenever the arguments parse, even when
@@ -304,7 +299,6 @@ func (c *conn) settle() {
 		}
 		if c.bdatDeadline.IsZero() { // a new BDAT transaction
 			c.bdatDeadline = time.Now().Add(c.srv.cfg.DataTimeout)
-			c.bareNewline.Store(false) // chunks are checked by the session as they are
 		}
 		c.chunkLeft = c.bdatSize
 		c.mode = modeChunk
@@ -328,7 +322,7 @@ func (c *conn) endChunk() {
 	if c.bdatLast {
 		c.bdatDeadline = time.Time{}
 	}
-	c.expectReply(false)
+	c.expectReply("")
 }
 
 // readCommand returns the next command line (or the rest of a long one),
@@ -375,7 +369,7 @@ func (c *conn) nextLine() ([]byte, error) {
 		c.mu.Unlock()
 		return nil, c.shutdownReply()
 	}
-	c.idle = !c.txActive && c.br.Buffered() == 0
+	c.idle = !c.txActive && c.br.Buffered() == 0 && c.wire.buffered() == 0
 	err := c.under.SetReadDeadline(deadline)
 	c.mu.Unlock()
 	if err != nil {
@@ -496,7 +490,7 @@ func (c *conn) noteCommand(line []byte) {
 	if verb != "BDAT" {
 		c.bdatDeadline = time.Time{}
 	}
-	c.expectReply(verb == "EHLO")
+	c.expectReply(verb)
 }
 
 // parseBDAT mirrors go-smtp's handleBdat argument checks, which decide
@@ -519,71 +513,45 @@ func parseBDAT(arg string) (size int64, last, ok bool) {
 	return int64(n), last, true
 }
 
-// readData passes a DATA body through go-smtp's own end-of-data state
-// machine and stops right after CRLF.CRLF, so that pipelined commands after
-// the body are read as command lines again.
-func (c *conn) readData(p []byte) (int, error) {
-	if c.br.Buffered() == 0 {
-		if err := c.armDataDeadline(c.dataDeadline); err != nil {
-			return 0, err
-		}
-		if _, err := c.br.Peek(1); err != nil {
-			return 0, err
-		}
+// beginData hands the session the body of the DATA command just answered
+// with 354, or nil when go-smtp is not in a DATA command (BDAT calls the
+// session's Data from another goroutine, which must not touch the read
+// side). Called by the session from go-smtp's connection goroutine, after
+// the 354 and before go-smtp reads again.
+func (c *conn) beginData() *bodyReader {
+	c.wmu.Lock()
+	ready := c.dataReady
+	c.dataReady = false
+	c.wmu.Unlock()
+	if !ready {
+		return nil
 	}
-	buf, _ := c.br.Peek(min(c.br.Buffered(), len(p)))
-	n := 0
-	for n < len(buf) && c.dotState != dotEOF {
-		b := buf[n]
-		// Look at the wire, not at go-smtp's output: dot-unstuffing can
-		// hide a bare CR (go-smtp drops ".\r" after CRLF).
-		if b == '\n' && !c.rawCR || c.rawCR && b != '\n' {
-			c.bareNewline.Store(true)
-		}
-		c.rawCR = b == '\r'
-		c.dotState = nextDotState(c.dotState, b)
-		n++
-	}
-	copy(p, buf[:n])
-	_, _ = c.br.Discard(n) // n bytes are buffered
-	if c.dotState == dotEOF {
-		c.mode = modeLine
-		c.expectReply(false)
-	}
-	return n, nil
+	c.settle()
+	return c.body
 }
 
-func nextDotState(state int, b byte) int {
-	switch state {
-	case dotBeginLine:
-		switch b {
-		case '.':
-			return dotDot
-		case '\r':
-			return dotCR
+// armBody sets the read deadline for the DATA body.
+func (c *conn) armBody() error { return c.armDataDeadline(c.dataDeadline) }
+
+// readData is go-smtp's view of a DATA body. The session has read the
+// body through c.body (bodyReader, the fast path); go-smtp's own
+// dataReader, which drains after the session, gets what is left discarded
+// and then a bare end-of-data line, after which commands follow. A fatal
+// error of the body (line too long, read error) is what it gets instead.
+func (c *conn) readData(p []byte) (int, error) {
+	if c.body != nil {
+		if err := c.body.discardRest(); err != nil {
+			return 0, err // sticky in c.readErr, as go-smtp's readers were
 		}
-		return dotData
-	case dotDot:
-		if b == '\r' {
-			return dotDotCR
-		}
-		return dotData
-	case dotDotCR:
-		if b == '\n' {
-			return dotEOF
-		}
-		return dotData
-	case dotCR:
-		if b == '\n' {
-			return dotBeginLine
-		}
-		return dotData
-	default: // dotData
-		if b == '\r' {
-			return dotCR
-		}
-		return dotData
+		c.body = nil
 	}
+	n := copy(p, c.bodyEnd)
+	c.bodyEnd = c.bodyEnd[n:]
+	if c.bodyEnd == "" {
+		c.mode = modeLine
+		c.expectReply("")
+	}
+	return n, nil
 }
 
 func (c *conn) readChunk(p []byte) (int, error) {
@@ -617,12 +585,14 @@ func (c *conn) armDataDeadline(total time.Time) error {
 }
 
 // expectReply marks the next reply line go-smtp writes as the answer to
-// the last command (or to the body/chunk just read).
-func (c *conn) expectReply(ehlo bool) {
+// the last command verb (or to the body/chunk just read: "").
+func (c *conn) expectReply(verb string) {
 	c.wmu.Lock()
 	c.awaitReply = true
 	c.replyCode = 0
-	c.injectEHLO = ehlo
+	c.injectEHLO = verb == "EHLO"
+	c.awaitData = verb == "DATA"
+	c.dataReady = false
 	c.wmu.Unlock()
 }
 
@@ -696,6 +666,8 @@ func (c *conn) observe(head []byte) {
 		c.injectNow = true
 	}
 	c.injectEHLO = false
+	c.dataReady = c.awaitData && code == 354
+	c.awaitData = false
 }
 
 // ehloKeywords are the EHLO lines go-smtp cannot produce. Called with wmu

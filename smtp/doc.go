@@ -17,8 +17,8 @@
 // socket and go-smtp. The front end hands go-smtp exactly one command line
 // per Read, so go-smtp never buffers ahead, and it follows the replies that
 // go-smtp writes, so it always knows whether the next bytes are a command, a
-// DATA body (until CRLF.CRLF, mirroring go-smtp's own state machine) or a
-// BDAT chunk (a byte count). With that knowledge it:
+// DATA body (until CRLF.CRLF, by go-smtp's own state machine) or a BDAT
+// chunk (a byte count). With that knowledge it:
 //
 //   - intercepts XCLIENT and STARTTLS before go-smtp sees them: mailguard
 //     terminates TLS itself, so the front end always sees cleartext and
@@ -29,10 +29,16 @@
 //     BDAT transaction, caps it by the total DATA deadline;
 //   - counts error replies and closes sessions that exceed MaxErrors, closes
 //     after any 421, and turns a graceful shutdown into "421 4.3.2" at the
-//     next command boundary.
+//     next command boundary;
+//   - parses DATA bodies itself (bodyReader, dataread.go): go-smtp's reader
+//     takes a call per byte, so the session hands the Handler the front
+//     end's own parser of the wire, and go-smtp's dataReader, which only
+//     drains after the session, is given a bare end-of-data line.
 //
 // The session (a go-smtp Session) then applies address syntax and relay
-// control, wraps the DATA/BDAT stream in a strict reader (bare CR or LF is
-// refused with 550 5.5.2, size is enforced in both paths) and calls the
-// Handler. Every error a Handler returns becomes a reply through replyFor.
+// control, hands the Handler a strict stream (bodyReader for DATA,
+// checkReader around go-smtp's BDAT stream: bare CR or LF is refused with
+// 550 5.5.2, NUL with 550 5.6.0, size is enforced in both paths) and calls
+// the Handler. Every error a Handler returns becomes a reply through
+// replyFor.
 package smtp

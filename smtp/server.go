@@ -1,6 +1,7 @@
 package smtp
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -33,6 +34,8 @@ type Server struct {
 
 	tlsConfig *tls.Config
 	cert      atomic.Pointer[tls.Certificate]
+
+	bodyBufs sync.Pool // *bufio.Reader of bodyBufSize, for DATA bodies
 
 	baseCtx    context.Context
 	baseCancel context.CancelFunc
@@ -74,6 +77,7 @@ func NewServer(cfg Config, h Handler, log *slog.Logger) (*Server, error) {
 		limits:   newLimiter(cfg.MaxConns, cfg.MaxConnsPerIP),
 		conns:    map[*conn]struct{}{},
 	}
+	s.bodyBufs.New = func() any { return bufio.NewReaderSize(nil, bodyBufSize) }
 	s.baseCtx, s.baseCancel = context.WithCancel(context.Background())
 	if err := s.setupTLS(); err != nil {
 		return nil, err

@@ -5,7 +5,6 @@ import (
 	"io"
 	"net"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	gosmtp "github.com/emersion/go-smtp"
@@ -155,10 +154,24 @@ func (s *session) recipient(env *Envelope) (mailbox, error) {
 	return m, nil
 }
 
+// messageReader is the checked stream a Handler reads: bodyReader for
+// DATA, checkReader for BDAT.
+type messageReader interface {
+	io.Reader
+	// result reports the message bytes handed out, whether the reader
+	// returned io.EOF, and why the stream failed, if it did.
+	result() (n int64, eof bool, rej *Reject)
+}
+
 // Data streams the message to the Handler through the strict reader. The
 // reply is 250 only if the Handler accepted and the stream was clean and
-// fully read.
+// fully read. For DATA the Handler reads the front end's own parser of the
+// wire, not r (see bodyReader); go-smtp's drain of r then ends the body.
 func (s *session) Data(r io.Reader) error {
+	var in messageReader = &checkReader{r: r, max: s.srv.cfg.MaxMessageBytes}
+	if body := s.c.beginData(); body != nil {
+		in = body
+	}
 	s.mu.Lock()
 	env := s.env
 	s.mu.Unlock()
@@ -167,20 +180,20 @@ func (s *session) Data(r io.Reader) error {
 		return s.reject("data", &Reject{503, [3]int{5, 5, 1}, "need MAIL command"}, "")
 	}
 	start := time.Now()
-	cr := &checkReader{r: r, max: s.srv.cfg.MaxMessageBytes, wire: &s.c.bareNewline}
-	err := s.srv.h.Data(s.c.ctx, env, cr)
+	err := s.srv.h.Data(s.c.ctx, env, in)
+	n, eof, rej := in.result()
 	switch {
-	case cr.rej != nil:
-		err = cr.rej // the stream failed: never accept, whatever the handler said
-	case err == nil && !cr.eof:
-		_, _ = io.Copy(io.Discard, cr) // errors land in cr.rej
+	case rej != nil:
+		err = rej // the stream failed: never accept, whatever the handler said
+	case err == nil && !eof:
+		_, _ = io.Copy(io.Discard, in) // errors land in the result
 		err = errHandlerNoDrain
-		if cr.rej != nil {
-			err = cr.rej
+		if n, _, rej = in.result(); rej != nil {
+			err = rej
 		}
 	}
 	metricDataDuration.Observe(time.Since(start).Seconds())
-	metricBytes.Add(float64(cr.n))
+	metricBytes.Add(float64(n))
 	if err != nil {
 		s.srv.log.Debug("smtp data refused", "msg_id", env.ID, "err", err)
 		return s.reject("data", err, env.ID)
@@ -189,17 +202,17 @@ func (s *session) Data(r io.Reader) error {
 	return queuedReply(env.ID)
 }
 
-// checkReader is the stream a Handler reads: it refuses bare CR and bare
-// LF (SMTP smuggling; RFC 5321 §2.3.8), enforces the size limit for DATA and
-// BDAT alike, and turns go-smtp's and the network's errors into Rejects.
+// checkReader is the stream a Handler reads for BDAT: it refuses bare CR
+// and bare LF (SMTP smuggling; RFC 5321 §2.3.8) and NUL, enforces the size
+// limit, and turns go-smtp's and the network's errors into Rejects. DATA
+// has bodyReader, which does the same on the wire in one pass.
 type checkReader struct {
-	r    io.Reader
-	max  int64
-	wire *atomic.Bool // the front end saw a bare CR/LF on the wire (DATA)
-	n    int64
-	cr   bool // the previous byte was CR
-	eof  bool
-	rej  *Reject
+	r   io.Reader
+	max int64
+	n   int64
+	cr  bool // the previous byte was CR
+	eof bool
+	rej *Reject
 }
 
 // Read implements io.Reader.
@@ -223,10 +236,6 @@ func (c *checkReader) Read(p []byte) (int, error) {
 		}
 		c.cr = b == '\r'
 	}
-	if c.wire != nil && c.wire.Load() {
-		c.rej = errBareNewline
-		return 0, c.rej
-	}
 	c.n += int64(n)
 	if c.n > c.max {
 		c.rej = errTooBig
@@ -246,6 +255,10 @@ func (c *checkReader) Read(p []byte) (int, error) {
 	c.rej = streamReject(err)
 	return n, c.rej
 }
+
+func (c *checkReader) result() (int64, bool, *Reject) { return c.n, c.eof, c.rej }
+
+var _ messageReader = (*checkReader)(nil)
 
 func streamReject(err error) *Reject {
 	var ne net.Error
