@@ -527,22 +527,65 @@ func (g *greetedConn) Read(p []byte) (int, error) {
 // guardConn gives every write its own deadline (go-smtp sets none while the
 // message body is written) and fails at once after ctx is cancelled (go-smtp
 // re-arms deadlines before each command, which would undo the cancel).
+//
+// It also gathers writes: go-smtp flushes its 4 KiB buffer as the body is
+// written, which was a system call per 4 KiB; what is written is sent when
+// the connection is next read (every command and the body's final dot are
+// followed by a read of the reply), when relayWriteBuf is full, or on
+// Close. A write error shows at that send.
 type guardConn struct {
 	net.Conn
 	ctx     context.Context
 	timeout time.Duration
+	wbuf    []byte // written and not yet sent
 }
 
-// Read fails once ctx is done.
+// relayWriteBuf is how much guardConn gathers before sending.
+const relayWriteBuf = 32 << 10
+
+// Read sends what was written, and fails once ctx is done.
 func (g *guardConn) Read(p []byte) (int, error) {
 	if err := g.ctx.Err(); err != nil {
+		return 0, err
+	}
+	if err := g.flush(); err != nil {
 		return 0, err
 	}
 	return g.Conn.Read(p)
 }
 
-// Write fails once ctx is done and has its own deadline.
+// Write fails once ctx is done; what it takes is sent by flush.
 func (g *guardConn) Write(p []byte) (int, error) {
+	if err := g.ctx.Err(); err != nil {
+		return 0, err
+	}
+	if len(g.wbuf)+len(p) > relayWriteBuf {
+		if err := g.flush(); err != nil {
+			return 0, err
+		}
+		if len(p) >= relayWriteBuf {
+			return g.send(p)
+		}
+	}
+	if g.wbuf == nil {
+		g.wbuf = make([]byte, 0, relayWriteBuf)
+	}
+	g.wbuf = append(g.wbuf, p...)
+	return len(p), nil
+}
+
+// flush sends what was written.
+func (g *guardConn) flush() error {
+	if len(g.wbuf) == 0 {
+		return nil
+	}
+	_, err := g.send(g.wbuf)
+	g.wbuf = g.wbuf[:0]
+	return err
+}
+
+// send writes p with its own deadline.
+func (g *guardConn) send(p []byte) (int, error) {
 	if err := g.ctx.Err(); err != nil {
 		return 0, err
 	}
@@ -550,6 +593,12 @@ func (g *guardConn) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return g.Conn.Write(p)
+}
+
+// Close sends what was written (a QUIT or a TLS close alert) and closes.
+func (g *guardConn) Close() error {
+	ferr := g.flush()
+	return errors.Join(g.Conn.Close(), ferr)
 }
 
 // crlfReader turns a bare CR or bare LF into CRLF, so that what is relayed
