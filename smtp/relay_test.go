@@ -290,3 +290,43 @@ func TestRelayBodyReadErrorSendsNothing(t *testing.T) {
 		t.Errorf("downstream accepted %d truncated messages", n)
 	}
 }
+
+// crlfRef is the byte-at-a-time conversion crlfReader's convert replaced:
+// the oracle for FuzzCRLFReader.
+func crlfRef(in []byte) []byte {
+	var out []byte
+	cr := false
+	for _, b := range in {
+		switch {
+		case b == '\n' && !cr:
+			out = append(out, '\r', '\n')
+		case cr && b != '\n':
+			out = append(out, '\n', b)
+		default:
+			out = append(out, b)
+		}
+		cr = b == '\r'
+	}
+	if cr {
+		out = append(out, '\n')
+	}
+	return out
+}
+
+// FuzzCRLFReader: crlfReader agrees with the byte-at-a-time conversion
+// however the body is cut into reads.
+func FuzzCRLFReader(f *testing.F) {
+	for _, s := range []string{"a\r\nb", "a\nb\n", "a\rb", "a\r\r\nb", "a\r", "\n\r\n\r", "\r\n.\r\n", strings.Repeat("line\r\n", 2000) + "bare\rcr\nlf"} {
+		f.Add([]byte(s), uint64(1), uint16(1))
+		f.Add([]byte(s), uint64(2), uint16(5000))
+	}
+	f.Fuzz(func(t *testing.T, in []byte, seed uint64, maxChunk uint16) {
+		got, err := io.ReadAll(&crlfReader{r: newChunkReader(in, seed, int(maxChunk)+1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := crlfRef(in); !bytes.Equal(got, want) {
+			t.Fatalf("crlfReader(%q) = %q, want %q", in, got, want)
+		}
+	})
+}
