@@ -147,6 +147,7 @@ type relayConn struct {
 	c      *gosmtp.Client
 	raw    net.Conn
 	guard  *guardConn
+	wire   io.Writer   // what go-smtp writes to (TLS over guard, or guard)
 	stop   func() bool // unbinds the session from the delivery's context
 	born   time.Time
 	broken bool // the session is unusable (connection lost, stopped mid-DATA, 421)
@@ -305,7 +306,7 @@ func (r *Relay) transaction(rc *relayConn, m Outgoing, rcpts []string, utf8 bool
 		}
 		return deferred
 	}
-	if _, err := io.Copy(w, &crlfReader{r: body}); err != nil {
+	if err := writeBody(w, rc.wire, body); err != nil {
 		// Without the final dot the server discards what it got.
 		setAll(err, "")
 		rc.broken = true
@@ -401,7 +402,7 @@ func (r *Relay) connectMode(ctx context.Context, mode TLSMode) (*relayConn, *Rcp
 	if err := c.Hello(r.opts.Hostname); err != nil {
 		return fail(r.sessionFailure(err))
 	}
-	return &relayConn{c: c, raw: raw, guard: conn, stop: stop, born: born}, nil
+	return &relayConn{c: c, raw: raw, guard: conn, wire: next, stop: stop, born: born}, nil
 }
 
 // preTLS speaks the cleartext start: greeting, EHLO (HELO if refused) and
