@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/mailguard/mailguard/policy"
@@ -47,7 +48,7 @@ func (g *Gateway) Data(ctx context.Context, e *smtp.Envelope, r io.Reader) error
 	m := &store.Message{ID: e.ID, Direction: string(e.Direction), ClientIP: e.Conn.RemoteIP.Unmap().String(),
 		HELO: e.Conn.HELO, Proto: proto(e), SMTPUTF8: e.SMTPUTF8, EightBit: e.EightBit, MailFrom: e.MailFrom,
 		Rcpts: e.Rcpts, ReceivedAt: e.Received.UTC()}
-	head, err := io.ReadAll(io.LimitReader(r, captureMax+1))
+	head, err := readHead(r, e.Size, captureMax+1)
 	if err != nil {
 		return err // the stream's own reply (bare LF, too large, timeout…)
 	}
@@ -69,6 +70,37 @@ func (g *Gateway) Data(ctx context.Context, e *smtp.Envelope, r io.Reader) error
 // captureMax is the largest message inspected in memory before it is
 // stored (the store's inline size: larger ones go to spool files).
 const captureMax = 128 << 10
+
+// readHead reads r until io.EOF or max bytes. The buffer starts at the
+// size the client declared (MAIL FROM SIZE=, when below max) or 16 KiB,
+// and doubles: io.ReadAll grew a 100 KB message from 512 bytes a quarter
+// at a time, two dozen copies that were 5 % of the relay's CPU.
+func readHead(r io.Reader, declared int64, max int) ([]byte, error) {
+	size := 16 << 10
+	if declared > 0 && declared < int64(max) {
+		size = int(declared) + 512 // a little over: an estimate a few bytes low costs no copy
+	}
+	buf := make([]byte, 0, min(size, max))
+	for {
+		if len(buf) == cap(buf) {
+			if len(buf) >= max {
+				return buf, nil
+			}
+			buf = slices.Grow(buf, min(cap(buf), max-len(buf)))
+		}
+		n, err := r.Read(buf[len(buf):min(cap(buf), max)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+		if len(buf) >= max {
+			return buf, nil
+		}
+	}
+}
 
 // received reports a message made durable.
 func (g *Gateway) received(m *store.Message) {
