@@ -46,7 +46,7 @@ func benchWalk(b *testing.B, raw []byte, lim Limits) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if len(res.Files) < 5 && len(res.Files) != 1 {
+		if len(res.Files) < 5 && len(res.Files) != 1 && len(res.Bodies) != 1 {
 			b.Fatalf("%d files", len(res.Files))
 		}
 		res.Close()
@@ -113,4 +113,19 @@ func BenchmarkWalk5000Small(b *testing.B) {
 	}
 	raw := mkMessage("many files", textPart("see attached"), attachment("many.zip", "application/zip", mkZip(b, files, order...)))
 	benchWalk(b, raw, Limits{MaxFiles: 6000})
+}
+
+// BenchmarkWalkText is a 100 KB text/plain message without attachments,
+// in English (ASCII) and in Japanese (ISO-2022-JP, as Japanese mail is
+// usually sent): the relay benchmark's shape, and a plain business mail.
+func BenchmarkWalkText(b *testing.B) {
+	b.Run("ascii", func(b *testing.B) {
+		text := strings.Repeat("Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tem\r\n", 1300)
+		benchWalk(b, mkMessage("text", textPart(text)), Limits{})
+	})
+	b.Run("iso-2022-jp", func(b *testing.B) {
+		line := iso2022jp("お世話になっております。見積書をお送りします。ご確認ください。\r\n")
+		text := strings.Repeat(line, 100<<10/len(line))
+		benchWalk(b, mkMessage("text", part{header: "Content-Type: text/plain; charset=iso-2022-jp\r\nContent-Transfer-Encoding: 7bit\r\n", body: text}), Limits{})
+	})
 }

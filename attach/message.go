@@ -7,8 +7,6 @@ import (
 	"io"
 	"strings"
 
-	"golang.org/x/text/unicode/norm"
-
 	"github.com/mailguard/mailguard/reason"
 )
 
@@ -218,7 +216,7 @@ func (w *walker) addText(s string) {
 	if room <= 0 || s == "" {
 		return
 	}
-	s = norm.NFKC.String(s)
+	s = nfkc(s)
 	if len(s) > room {
 		s = strings.ToValidUTF8(s[:room], "")
 	}

@@ -4,8 +4,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-
-	"golang.org/x/text/unicode/norm"
 )
 
 // The password patterns of shared/reference/targeted-mail-signals.md §b.4,
@@ -33,7 +31,7 @@ var (
 // whether the text announces an encrypted attachment or a password sent
 // separately.
 func PasswordCandidates(text string) (cands []string, announced bool) {
-	t := norm.NFKC.String(text)
+	t := nfkc(text)
 	for _, win := range passwordWindows(t) {
 		// A CRLF body must look like an LF body to the line patterns.
 		c, a := passwordCandidates(strings.ReplaceAll(win, "\r\n", "\n"))
@@ -170,7 +168,7 @@ func passwordCandidates(t string) (cands []string, announced bool) {
 // SubjectAnnouncesPassword reports a subject that looks like a password
 // mail (SUBJ_PASSWORD).
 func SubjectAnnouncesPassword(subject string) bool {
-	return reSubjPassword.MatchString(norm.NFKC.String(subject))
+	return reSubjPassword.MatchString(nfkc(subject))
 }
 
 // tokenVariants returns the token as captured, with one trailing
