@@ -142,7 +142,8 @@ func (w *walker) body(ra io.ReaderAt, e *entity, parent *File) error {
 		w.bomb(nil, fmt.Sprintf("more than %d bytes extracted from the message; the rest was not inspected", w.lim.MaxTotalBytes))
 		return nil
 	}
-	raw, _ := io.ReadAll(io.LimitReader(r, limit+1))
+	hint := e.bodyEnd - e.bodyStart // the decoded body is not longer
+	raw, _ := readAllHint(io.LimitReader(r, limit+1), min(hint, limit)+1)
 	cut := int64(len(raw)) > limit
 	if cut {
 		raw = raw[:limit]
@@ -156,7 +157,11 @@ func (w *walker) body(ra io.ReaderAt, e *entity, parent *File) error {
 	if parent != nil {
 		where = parent.Path + " body " + partName(e)
 	}
-	f := &File{Path: where, Type: ctype, PasswordSource: SourceNone, Findings: []reason.Finding{}, data: []byte(text)}
+	data := raw
+	if text != string(raw) { // converted to UTF-8 (the comparison does not copy)
+		data = []byte(text)
+	}
+	f := &File{Path: where, Type: ctype, PasswordSource: SourceNone, Findings: []reason.Finding{}, data: data}
 	f.Size = int64(len(f.data))
 	f.SHA256 = sha256Hex(f.data)
 	w.nbytes += f.Size
@@ -180,6 +185,15 @@ func (w *walker) body(ra io.ReaderAt, e *entity, parent *File) error {
 		return w.uuFiles(raw, parent)
 	}
 	return nil
+}
+
+// readAllHint reads r to its end into a buffer of size bytes to start
+// with (io.ReadAll starts at 512 and copies at each step of growth).
+func readAllHint(r io.Reader, size int64) ([]byte, error) {
+	var b bytes.Buffer
+	b.Grow(int(max(size, 0)) + bytes.MinRead)
+	_, err := b.ReadFrom(r)
+	return b.Bytes(), err
 }
 
 // msgFinding adds a finding to the message (top level) or to the attached
