@@ -53,6 +53,26 @@ var (
 		Help: "Messages found in flight at start, by state.",
 	}, []string{"state"})
 
+	metricRetentionRemoved = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "mailguard_gateway_retention_removed_total",
+		Help: "What retention removed, by kind: deleted (quarantined messages), content (spool bytes of a message), records, blobs (sandbox files), verdicts.",
+	}, []string{"kind"})
+
+	metricRetentionBytes = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "mailguard_gateway_retention_freed_bytes_total",
+		Help: "File bytes retention freed.",
+	})
+
+	metricRetentionRuns = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "mailguard_gateway_retention_runs_total",
+		Help: "Retention runs of serve and mailguard purge (not dry runs), by result.",
+	}, []string{"result"}) // ok, error
+
+	metricRetentionLast = promauto.NewGauge(prometheus.GaugeOpts{
+		Name: "mailguard_gateway_retention_last_success_timestamp_seconds",
+		Help: "When a retention run last finished without error (Unix time; 0 before the first).",
+	})
+
 	metricSpoolErrors = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "mailguard_gateway_recovery_total",
 		Help: "Recovery findings at start: orphan spool files and rows without spool.",

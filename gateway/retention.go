@@ -89,6 +89,7 @@ func Purge(ctx context.Context, st store.Store, p *policy.Policy, ev *EventLog, 
 		got, err := st.Purge(ctx, r)
 		rep.add(got)
 		if !r.DryRun {
+			countPurged(got)
 			for _, id := range got.Deleted {
 				ev.Write(Event{Event: "deleted", MsgID: id, Actor: r.Actor, Detail: detail})
 				log.Info("quarantined message deleted by retention", "msg_id", id, "detail", detail)
@@ -98,12 +99,19 @@ func Purge(ctx context.Context, st store.Store, p *policy.Policy, ev *EventLog, 
 			opt.Each(got)
 		}
 		if err != nil {
+			if !r.DryRun {
+				metricRetentionRuns.WithLabelValues("error").Inc()
+			}
 			log.Error("retention purge failed", "err", err, "removed", rep)
 			return rep, err
 		}
 		if !got.More || r.DryRun {
 			break
 		}
+	}
+	if !r.DryRun {
+		metricRetentionRuns.WithLabelValues("ok").Inc()
+		metricRetentionLast.SetToCurrentTime()
 	}
 	lvl := slog.LevelInfo
 	if rep == (PurgeReport{}) {
@@ -113,6 +121,15 @@ func Purge(ctx context.Context, st store.Store, p *policy.Policy, ev *EventLog, 
 		"records", rep.Records, "blobs", rep.Blobs, "verdicts", rep.Verdicts, "bytes", rep.Bytes,
 		"took_ms", time.Since(start).Milliseconds())
 	return rep, nil
+}
+
+// countPurged adds one batch of a retention run to the metrics.
+func countPurged(p store.Purged) {
+	for kind, n := range map[string]int{"deleted": len(p.Deleted), "content": len(p.Content),
+		"records": len(p.Records), "blobs": len(p.Blobs), "verdicts": p.Verdicts} {
+		metricRetentionRemoved.WithLabelValues(kind).Add(float64(n))
+	}
+	metricRetentionBytes.Add(float64(p.Bytes))
 }
 
 // ageString prints an age as policy.hcl writes it ("90d", "36h0m0s").

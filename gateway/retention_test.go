@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/mailguard/mailguard/store"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 const retentionPolicy = `
@@ -46,9 +48,20 @@ func TestPurgeDeletesAndReports(t *testing.T) {
 		t.Fatal("dry run deleted")
 	}
 
+	deleted0 := metricValue(metricRetentionRemoved.WithLabelValues("deleted"))
+	runs0 := metricValue(metricRetentionRuns.WithLabelValues("ok"))
 	rep, err = Purge(ctx, f.st, p, f.g.events, log, PurgeOptions{Now: later})
 	if err != nil || rep.Deleted != 1 || rep.Content != 1 {
 		t.Fatalf("purge = %+v %v", rep, err)
+	}
+	if d := metricValue(metricRetentionRemoved.WithLabelValues("deleted")) - deleted0; d != 1 {
+		t.Errorf("retention_removed_total{kind=deleted} grew by %v, want 1 (the dry run counts nothing)", d)
+	}
+	if d := metricValue(metricRetentionRuns.WithLabelValues("ok")) - runs0; d != 1 {
+		t.Errorf("retention_runs_total{result=ok} grew by %v, want 1", d)
+	}
+	if ts := metricValue(metricRetentionLast); time.Since(time.Unix(int64(ts), 0)) > time.Minute {
+		t.Errorf("retention_last_success_timestamp_seconds = %v", ts)
 	}
 	if st := f.state(t, q).State; st != store.Deleted {
 		t.Errorf("quarantined message is %s after purge", st)
@@ -106,4 +119,16 @@ func lastEvent(t *testing.T, path, id string) Event {
 		}
 	}
 	return last
+}
+
+// metricValue reads a counter or gauge.
+func metricValue(m prometheus.Metric) float64 {
+	var d dto.Metric
+	if err := m.Write(&d); err != nil {
+		panic(err)
+	}
+	if d.Counter != nil {
+		return d.Counter.GetValue()
+	}
+	return d.Gauge.GetValue()
 }
