@@ -8,8 +8,8 @@ import (
 	"strings"
 )
 
-// b64Class classifies input bytes of base64: 0 skip (white space,
-// padding), 1 junk (counted and skipped), 2 alphabet; b64Map maps
+// b64Class classifies input bytes of base64: 0 skip (white space), 1
+// junk (counted and skipped), 2 alphabet, 3 padding; b64Map maps
 // base64url to the standard alphabet.
 var b64Class, b64Map = func() (c [256]byte, m [256]byte) {
 	for i := range c {
@@ -20,30 +20,40 @@ var b64Class, b64Map = func() (c [256]byte, m [256]byte) {
 		c[b] = 2
 	}
 	m['-'], m['_'] = '+', '/'
-	for _, b := range []byte("= \t\r\n") {
+	for _, b := range []byte(" \t\r\n") {
 		c[b] = 0
 	}
+	c['='] = 3
 	return c, m
 }()
 
 // base64Reader decodes base64 leniently and in bulk: bytes outside the
-// alphabet are skipped (and counted when they are not white space or
-// padding, so that junk is reported instead of silently emptying the part,
-// enmime's failure mode), padding is optional, and a dangling final
-// character is reported and ignored.
+// alphabet are skipped (and counted when they are not white space, so
+// that junk is reported instead of silently emptying the part, enmime's
+// failure mode), padding is optional, and a dangling final character is
+// reported and ignored.
+//
+// Padding that ends a group in the middle of the data (two encodings
+// pasted together, or an evasion) is read as the end of one piece and
+// the data after it as a new piece, as coreutils and mail clients that
+// restart there do. Readers disagree here (Python stops at the padding;
+// a decoder that skips '=' shifts every later byte), so it is reported
+// as such (midPad): mailguard's reading is the one that contains both.
 type base64Reader struct {
-	r    io.Reader
-	in   []byte // raw input chunk
-	q    []byte // cleaned alphabet bytes not yet decoded (< 4 after a fill)
-	out  []byte // decoded, not yet returned
-	obuf []byte
-	junk int
-	tail bool
-	eof  bool
+	r      io.Reader
+	in     []byte // raw input chunk
+	q      []byte // cleaned alphabet bytes not yet decoded (< 4 after a fill)
+	out    []byte // decoded, not yet returned
+	obuf   []byte
+	junk   int
+	tail   bool
+	eof    bool
+	padded bool // a group was ended by padding and no data followed yet
+	midPad bool // data followed padding that ended a group
 }
 
 func newBase64Reader(r io.Reader) *base64Reader {
-	return &base64Reader{r: r, in: make([]byte, 48<<10), q: make([]byte, 0, 48<<10+4), obuf: make([]byte, 36<<10+3)}
+	return &base64Reader{r: r, in: make([]byte, 48<<10), q: make([]byte, 0, 48<<10+4), obuf: make([]byte, 0, 36<<10+3)}
 }
 
 func (b *base64Reader) Read(p []byte) (int, error) {
@@ -52,10 +62,19 @@ func (b *base64Reader) Read(p []byte) (int, error) {
 			return 0, io.EOF
 		}
 		n, err := b.r.Read(b.in)
+		b.obuf = b.obuf[:0]
 		for _, c := range b.in[:n] {
 			switch b64Class[c] {
 			case 2:
+				if b.padded {
+					b.midPad, b.padded = true, false
+				}
 				b.q = append(b.q, b64Map[c])
+			case 3:
+				if len(b.q)%4 != 0 { // padding ends this group: the piece ends here
+					b.decode(len(b.q))
+					b.padded = true
+				}
 			case 1:
 				b.junk++
 			}
@@ -66,25 +85,35 @@ func (b *base64Reader) Read(p []byte) (int, error) {
 				return 0, err
 			}
 		}
-		whole := len(b.q) / 4 * 4
 		if b.eof {
-			whole = len(b.q)
-			if whole%4 == 1 {
-				b.tail = true
-				whole--
-			}
+			b.decode(len(b.q))
+		} else {
+			b.decode(len(b.q) / 4 * 4)
 		}
-		need := base64.RawStdEncoding.DecodedLen(whole)
-		if cap(b.obuf) < need {
-			b.obuf = make([]byte, need)
-		}
-		dn, _ := base64.RawStdEncoding.Decode(b.obuf[:need], b.q[:whole])
-		b.out = b.obuf[:dn]
-		b.q = append(b.q[:0], b.q[whole:]...)
+		b.out = b.obuf
 	}
 	n := copy(p, b.out)
 	b.out = b.out[n:]
 	return n, nil
+}
+
+// decode appends the decoding of b.q[:k] to obuf and keeps the rest of
+// b.q. k is a multiple of 4, or all of b.q at the end of a piece, where
+// a single dangling character carries no byte and is reported.
+func (b *base64Reader) decode(k int) {
+	use := k
+	if use%4 == 1 {
+		b.tail = true
+		use--
+	}
+	need := base64.RawStdEncoding.DecodedLen(use)
+	at := len(b.obuf)
+	if cap(b.obuf)-at < need {
+		b.obuf = append(b.obuf, make([]byte, need)...)[:at]
+	}
+	dn, _ := base64.RawStdEncoding.Decode(b.obuf[at:at+need], b.q[:use])
+	b.obuf = b.obuf[:at+dn]
+	b.q = append(b.q[:0], b.q[k:]...)
 }
 
 // qpReader decodes quoted-printable leniently: invalid escapes are kept
@@ -175,41 +204,51 @@ func unhex(c byte) (byte, bool) {
 }
 
 // decodeTransfer wraps r with the decoder for a Content-Transfer-Encoding.
-// report is called after reading with what was wrong.
-func decodeTransfer(cte string, r io.Reader) (io.Reader, func() string) {
+// report is called after reading with what was wrong (see problem).
+func decodeTransfer(cte string, r io.Reader) (io.Reader, func() []problem) {
 	switch strings.ToLower(strings.TrimSpace(cte)) {
 	case "base64":
 		b := newBase64Reader(r)
-		return b, func() string {
-			var p []string
+		return b, func() []problem {
+			var p []problem
+			if b.midPad {
+				p = append(p, problem{"base64 with padding inside the data, read as pieces (readers disagree)", false})
+			}
 			if b.junk > 0 {
-				p = append(p, "base64 with invalid characters skipped")
+				p = append(p, problem{"base64 with invalid characters skipped", true})
 			}
 			if b.tail {
-				p = append(p, "base64 with a truncated final group")
+				p = append(p, problem{"base64 with a truncated final group", true})
 			}
-			return strings.Join(p, "; ")
+			return p
 		}
 	case "quoted-printable":
 		q := newQPReader(r)
-		return q, func() string {
+		return q, func() []problem {
 			if q.bad > 0 {
-				return "quoted-printable with invalid escapes kept literally"
+				return []problem{{"quoted-printable with invalid escapes kept literally", true}}
 			}
-			return ""
+			return nil
 		}
 	case "x-uuencode", "x-uue", "uuencode", "x-uu":
 		u := newUUReader(r)
-		return u, func() string {
+		return u, func() []problem {
 			if u.bad > 0 {
-				return "uuencode with malformed lines skipped"
+				return []problem{{"uuencode with malformed lines skipped", true}}
 			}
-			return ""
+			return nil
 		}
 	case "", "7bit", "8bit", "binary":
-		return r, func() string { return "" }
+		return r, func() []problem { return nil }
+	case "7-bit", "8-bit", "7 bit", "8 bit": // old mailers' spellings of an identity encoding
+		return r, func() []problem {
+			return []problem{{"Content-Transfer-Encoding " + clip(cte, 40) + " read as " + strings.ReplaceAll(strings.ReplaceAll(strings.TrimSpace(strings.ToLower(cte)), "-", ""), " ", ""), true}}
+		}
 	default:
-		return r, func() string { return "unknown Content-Transfer-Encoding " + clip(cte, 40) + "; content kept raw" }
+		// Inspected as it stands; a client might decode it after all.
+		return r, func() []problem {
+			return []problem{{"unknown Content-Transfer-Encoding " + clip(cte, 40) + "; content kept raw", false}}
+		}
 	}
 }
 

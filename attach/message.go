@@ -23,14 +23,7 @@ func (w *walker) walkMessage(ra io.ReaderAt, size int64, parent *File, depth int
 	if sc.cut {
 		w.res.Complete = false
 	}
-	if len(sc.problems) > 0 {
-		detail := strings.Join(sc.problems, "; ")
-		if parent == nil {
-			w.res.Findings = append(w.res.Findings, reason.Finding{Tag: reason.MalformedMIME, Detail: clip(detail, 2000)})
-		} else {
-			parent.addFinding(reason.MalformedMIME, clip(detail, 2000))
-		}
-	}
+	w.defects(parent, "", sc.problems)
 	if parent == nil {
 		w.res.Header = decodeHeader(sc.root)
 		w.addText(w.res.Header.Subject)
@@ -82,7 +75,7 @@ func isBody(e *entity) bool {
 }
 
 // partReader returns the transfer-decoded content of a leaf.
-func partReader(ra io.ReaderAt, e *entity) (io.Reader, func() string) {
+func partReader(ra io.ReaderAt, e *entity) (io.Reader, func() []problem) {
 	n := max(0, e.bodyEnd-e.bodyStart)
 	sec := io.NewSectionReader(ra, e.bodyStart, n)
 	// Buffered: the message may be a file, and decoders read in small steps.
@@ -115,8 +108,8 @@ func (w *walker) attachment(ra io.ReaderAt, e *entity, parent *File) error {
 	if err != nil || f == nil {
 		return err
 	}
-	if p := report(); p != "" {
-		f.addFinding(reason.MalformedMIME, "part "+partName(e)+": "+p)
+	for _, p := range report() {
+		f.addDefect("part "+partName(e)+": "+p.text, p.minor)
 	}
 	return w.inspect(f)
 }
@@ -166,9 +159,7 @@ func (w *walker) body(ra io.ReaderAt, e *entity, parent *File) error {
 	f.SHA256 = sha256Hex(f.data)
 	w.nbytes += f.Size
 	w.res.Bodies = append(w.res.Bodies, f)
-	if p := report(); p != "" {
-		w.msgFinding(parent, reason.MalformedMIME, where+": "+p)
-	}
+	w.defects(parent, where+": ", report())
 	if cut {
 		w.msgFinding(parent, reason.MalformedMIME, fmt.Sprintf("%s: body longer than %d bytes; only the start was analysed", where, limit))
 	}
@@ -194,6 +185,29 @@ func readAllHint(r io.Reader, size int64) ([]byte, error) {
 	b.Grow(int(max(size, 0)) + bytes.MinRead)
 	_, err := b.ReadFrom(r)
 	return b.Bytes(), err
+}
+
+// defects adds the problems as malformed_mime findings of the message (top
+// level) or of the attached message's file: one finding for the ambiguous
+// ones and one, marked minor, for the rest.
+func (w *walker) defects(parent *File, prefix string, ps []problem) {
+	for _, minor := range []bool{false, true} {
+		var texts []string
+		for _, p := range ps {
+			if p.minor == minor {
+				texts = append(texts, prefix+p.text)
+			}
+		}
+		if len(texts) == 0 {
+			continue
+		}
+		detail := clip(strings.Join(texts, "; "), 2000)
+		if parent != nil {
+			parent.addDefect(detail, minor)
+			continue
+		}
+		w.res.Findings = append(w.res.Findings, reason.Finding{Tag: reason.MalformedMIME, Detail: detail, Minor: minor})
+	}
 }
 
 // msgFinding adds a finding to the message (top level) or to the attached

@@ -264,3 +264,57 @@ func TestWalkCancelled(t *testing.T) {
 	}
 	res.Close()
 }
+
+// TestMalformedSeverity: defects every reader resolves alike are minor;
+// those where mail clients may see something other than mailguard, or
+// where mailguard could not read everything, are not.
+func TestMalformedSeverity(t *testing.T) {
+	pe := base64.StdEncoding.EncodeToString(minimalPE())
+	unclosed := bytes.TrimSuffix(mkMessage("x", attachment("a.pdf", "application/pdf", []byte("%PDF-1.4"))), []byte("--BOUNDARY--\r\n"))
+	for _, c := range []struct {
+		name      string
+		raw       []byte
+		ambiguous bool
+	}{
+		{"unclosed final boundary", unclosed, false},
+		{"junk in base64", mkMessage("x", part{header: "Content-Type: application/octet-stream; name=x.bin\r\nContent-Transfer-Encoding: base64\r\n", body: pe[:40] + "!!**" + pe[40:]}), false},
+		{"bad qp escape", mkMessage("x", part{header: "Content-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n", body: "100=% sure=ZZ"}), false},
+		{"mbox From_ line", append([]byte("From sender@example.org Mon Jun  2 10:00:00 2025\r\n"), mkMessage("x", part{header: "Content-Type: text/plain\r\n", body: "hi"})...), false},
+		{"8-bit spelling", mkMessage("x", part{header: "Content-Type: text/plain; charset=iso-2022-jp\r\nContent-Transfer-Encoding: 8-bit\r\n", body: "hi"}), false},
+		{"unreadable Content-Type on a single part", mkMessage("x", part{header: "Content-Type: text/plain>\r\n", body: "hi"}), false},
+		{"multipart without boundary", []byte("From: a@b\r\nContent-Type: multipart/mixed\r\n\r\n--x\r\nContent-Type: text/plain\r\n\r\nhi\r\n--x--\r\n"), true},
+		{"unreadable multipart Content-Type", []byte("From: a@b\r\nContent-Type: multipart/mixed>; boundary=x\r\n\r\n--x\r\nContent-Type: text/plain\r\n\r\nhi\r\n--x--\r\n"), true},
+		{"two differing Content-Types", []byte("From: a@b\r\nContent-Type: text/plain\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\nContent-Type: application/octet-stream; name=a.exe\r\nContent-Transfer-Encoding: base64\r\n\r\n" + pe + "\r\n--x--\r\n"), true},
+		{"two differing encodings", mkMessage("x", part{header: "Content-Type: application/octet-stream; name=a.bin\r\nContent-Transfer-Encoding: 7bit\r\nContent-Transfer-Encoding: base64\r\n", body: pe}), true},
+		{"padding inside base64", mkMessage("x", part{header: "Content-Type: application/octet-stream; name=a.bin\r\nContent-Transfer-Encoding: base64\r\n", body: "aGVsbG8=\r\n" + pe}), true},
+		{"unknown transfer encoding", mkMessage("x", part{header: "Content-Type: application/octet-stream; name=a.bin\r\nContent-Transfer-Encoding: base65\r\n", body: "x"}), true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			res := walk(t, c.raw, Options{})
+			var malformed, ambiguous bool
+			for _, f := range res.AllFindings() {
+				if f.Tag == reason.MalformedMIME {
+					malformed = true
+					ambiguous = ambiguous || !f.Minor
+				}
+			}
+			if !malformed {
+				t.Fatalf("no malformed_mime finding: %+v", res.AllFindings())
+			}
+			if ambiguous != c.ambiguous {
+				t.Errorf("ambiguous = %v, want %v: %+v", ambiguous, c.ambiguous, res.AllFindings())
+			}
+		})
+	}
+	// The same Content-Type twice is no ambiguity, and no defect.
+	res := walk(t, []byte("From: a@b\r\nContent-Type: text/plain\r\ncontent-type:  TEXT/plain\r\n\r\nhi\r\n"), Options{})
+	if hasTag(res.AllFindings(), reason.MalformedMIME) {
+		t.Errorf("repeated identical Content-Type reported: %+v", res.AllFindings())
+	}
+	// Pasted base64 pieces are read as pieces: the executable's bytes are
+	// there unshifted.
+	res = walk(t, mkMessage("x", part{header: "Content-Type: application/octet-stream; name=a.bin\r\nContent-Transfer-Encoding: base64\r\n", body: "aGVsbG8=\r\n" + pe}), Options{})
+	if got := file(t, res, "a.bin").data; !bytes.Equal(got, append([]byte("hello"), minimalPE()...)) {
+		t.Errorf("pasted pieces decoded to %d bytes, not hello + the executable", len(got))
+	}
+}

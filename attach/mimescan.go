@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/jhillyerd/enmime/v2/mediatype"
@@ -73,7 +74,7 @@ func (e *entity) getAll(name string) []string {
 // mimeScan is the result of scanning one message's structure.
 type mimeScan struct {
 	root     *entity
-	problems []string
+	problems []problem
 	parts    int
 	cut      bool // a limit stopped the scan; the rest was not parsed
 }
@@ -155,9 +156,32 @@ func scanMIME(ra io.ReaderAt, size int64, maxParts, maxDepth int) *mimeScan {
 	return sc.s
 }
 
-func (sc *mimeScanner) problem(format string, a ...any) {
+// problem is one defect of a message's structure or encoding.
+//
+// A minor one is a defect that every common reader resolves the same way
+// and that mailguard read past, so that what it inspected is what the
+// recipient's client shows: a missing final boundary at the end of the
+// message, junk in base64, a bad quoted-printable escape, a line in the
+// header that is not a field. The rest are ambiguous: mail clients may
+// read the message differently from mailguard (a multipart whose boundary
+// cannot be read, two differing Content-Type fields, padding inside
+// base64), or mailguard could not read all of it (limits, parsers that
+// failed). Both are malformed_mime findings; only the ambiguous ones
+// quarantine by themselves (the built-in rule "builtin-malformed").
+type problem struct {
+	text  string
+	minor bool
+}
+
+// problem records an ambiguous defect.
+func (sc *mimeScanner) problem(format string, a ...any) { sc.add(false, format, a...) }
+
+// minor records a minor defect.
+func (sc *mimeScanner) minor(format string, a ...any) { sc.add(true, format, a...) }
+
+func (sc *mimeScanner) add(minor bool, format string, a ...any) {
 	if len(sc.s.problems) < 50 {
-		sc.s.problems = append(sc.s.problems, fmt.Sprintf(format, a...))
+		sc.s.problems = append(sc.s.problems, problem{fmt.Sprintf(format, a...), minor})
 	}
 }
 
@@ -168,7 +192,7 @@ func (sc *mimeScanner) parseHeader() {
 	e.rawHeader = append([]byte(nil), sc.hdr.Bytes()...)
 	sc.hdr.Reset()
 	sc.hdrOver = false
-	report := func(p string) { sc.problem("part %s: %s", partName(e), p) }
+	report := func(p problem) { sc.add(p.minor, "part %s: %s", partName(e), p.text) }
 	e.fields = parseHeaderBlock(e.rawHeader, report)
 	e.classify(report)
 }
@@ -214,7 +238,7 @@ func (sc *mimeScanner) endHeader(bodyAt int64) {
 func (sc *mimeScanner) boundary(i int, closing bool, start int64) bool {
 	end := start - sc.prevEOL // the CRLF before a delimiter belongs to it
 	if sc.state == stHeader && sc.cur != nil {
-		sc.problem("part %s: header not terminated by an empty line", partName(sc.cur))
+		sc.minor("part %s: header not terminated by an empty line", partName(sc.cur))
 		sc.parseHeader()
 		sc.cur.kind = kindLeaf
 		sc.cur.bodyStart, sc.cur.bodyEnd = start, start
@@ -224,7 +248,8 @@ func (sc *mimeScanner) boundary(i int, closing bool, start int64) bool {
 	}
 	for j := len(sc.stack) - 1; j > i; j-- {
 		if !sc.stack[j].closed {
-			sc.problem("part %s: boundary %q not closed", partName(sc.stack[j].ent), sc.stack[j].boundary)
+			// Ended by its parent's delimiter, as RFC 2046 readers do.
+			sc.minor("part %s: boundary %q not closed", partName(sc.stack[j].ent), sc.stack[j].boundary)
 		}
 		sc.stack[j].ent.bodyEnd = end
 	}
@@ -258,7 +283,7 @@ func (sc *mimeScanner) eof(off int64) {
 			// A header without a body, or a message that is all header.
 			sc.endHeader(off)
 			if n := len(sc.stack); sc.cur.kind == kindMultipart && n > 0 && sc.stack[n-1].ent == sc.cur {
-				sc.problem("part %s: multipart without any part", partName(sc.cur))
+				sc.minor("part %s: multipart without any part", partName(sc.cur))
 			}
 		case stBody:
 			sc.cur.bodyEnd = off
@@ -266,7 +291,8 @@ func (sc *mimeScanner) eof(off int64) {
 	}
 	for j := len(sc.stack) - 1; j >= 0; j-- {
 		if !sc.stack[j].closed {
-			sc.problem("part %s: boundary %q not closed", partName(sc.stack[j].ent), sc.stack[j].boundary)
+			// Every reader ends it at the end of the message.
+			sc.minor("part %s: boundary %q not closed", partName(sc.stack[j].ent), sc.stack[j].boundary)
 		}
 		sc.stack[j].ent.bodyEnd = off
 	}
@@ -325,7 +351,7 @@ func matchBoundary(stack []*frame, line []byte) (int, bool) {
 
 // parseHeaderBlock splits a raw header block into unfolded fields. Lines
 // that are neither fields nor continuations are reported and skipped.
-func parseHeaderBlock(raw []byte, problem func(string)) []hfield {
+func parseHeaderBlock(raw []byte, report func(problem)) []hfield {
 	var fields []hfield
 	bad := 0
 	for _, line := range bytes.SplitAfter(raw, []byte("\n")) {
@@ -354,37 +380,69 @@ func parseHeaderBlock(raw []byte, problem func(string)) []hfield {
 		fields = append(fields, hfield{name: name, value: strings.TrimSpace(l[i+1:])})
 	}
 	if bad > 0 {
-		problem(fmt.Sprintf("%d malformed header line(s)", bad))
+		// Skipped; a reader that ends the header there instead shows
+		// the rest as text, which hides nothing that was not inspected.
+		report(problem{fmt.Sprintf("%d malformed header line(s)", bad), true})
+	}
+	for _, name := range []string{"content-type", "content-transfer-encoding", "content-disposition"} {
+		if d := differing(fields, name); d > 1 {
+			report(problem{fmt.Sprintf("%d differing %s fields; mailguard read the first, clients may read another", d, name), false})
+		}
 	}
 	return fields
 }
 
+// differing counts the distinct values (case and white space aside) of
+// the fields called name.
+func differing(fields []hfield, name string) int {
+	var seen []string
+	for _, f := range fields {
+		if f.name != name {
+			continue
+		}
+		v := strings.ToLower(strings.Join(strings.Fields(f.value), " "))
+		if !slices.Contains(seen, v) {
+			seen = append(seen, v)
+		}
+	}
+	return len(seen)
+}
+
 // classify reads Content-Type and decides whether the entity is multipart.
-func (e *entity) classify(problem func(string)) {
+//
+// A Content-Type that cannot be read fully is a minor defect on a single
+// part (its content is inspected whatever its type says) and an ambiguous
+// one on a multipart, whose boundary decides what the parts are.
+func (e *entity) classify(report func(problem)) {
 	ct := e.get("content-type")
 	if ct == "" {
 		return
 	}
 	mtype, params, invalid, err := mediatype.Parse(ct)
 	if err != nil {
-		problem(fmt.Sprintf("unparsable Content-Type %q", clip(ct, 80)))
 		// Salvage the media type token.
 		mtype = strings.ToLower(strings.TrimSpace(strings.SplitN(ct, ";", 2)[0]))
 		params = map[string]string{}
 	}
+	multi := strings.HasPrefix(strings.ToLower(mtype), "multipart/")
+	if err != nil {
+		report(problem{fmt.Sprintf("unparsable Content-Type %q", clip(ct, 80)), !multi})
+	}
 	if len(invalid) > 0 {
-		problem(fmt.Sprintf("Content-Type has malformed parameters %q", invalid))
+		report(problem{fmt.Sprintf("Content-Type has malformed parameters %q", invalid), !multi})
 	}
 	e.ctype = strings.ToLower(mtype)
 	e.params = params
-	if strings.HasPrefix(e.ctype, "multipart/") {
+	if multi {
 		b := params["boundary"]
 		if b == "" {
-			problem("multipart without boundary; treated as a single part")
+			if err == nil { // else already reported
+				report(problem{"multipart without boundary; treated as a single part", false})
+			}
 			return
 		}
 		if len(b) > 200 {
-			problem("boundary longer than 200 characters")
+			report(problem{"boundary longer than 200 characters", false})
 		}
 		e.kind = kindMultipart
 		e.boundary = b

@@ -144,15 +144,24 @@ func (w *walker) bomb(f *File, detail string) {
 }
 
 func (f *File) addFinding(tag reason.Tag, detail string) {
+	f.add(reason.Finding{Tag: tag, Detail: detail, Path: f.Path})
+}
+
+// addDefect adds a malformed_mime finding; minor: see problem.
+func (f *File) addDefect(detail string, minor bool) {
+	f.add(reason.Finding{Tag: reason.MalformedMIME, Detail: detail, Path: f.Path, Minor: minor})
+}
+
+func (f *File) add(fd reason.Finding) {
 	for _, g := range f.Findings {
-		if g.Tag == tag && g.Detail == detail {
+		if g.Tag == fd.Tag && g.Detail == fd.Detail {
 			return
 		}
 	}
 	if len(f.Findings) >= 64 {
 		return
 	}
-	f.Findings = append(f.Findings, reason.Finding{Tag: tag, Detail: detail, Path: f.Path})
+	f.Findings = append(f.Findings, fd)
 }
 
 func (f *File) has(tag reason.Tag) bool {

@@ -345,6 +345,18 @@ l.click();
 			parts: []mimePart{attachment("invoice.js", "application/octet-stream", js)}}
 		return goldenFiles{eml: m.bytes(), hcl: goldenSandbox}
 	}},
+	// Defects every reader resolves alike: delivered, with the score.
+	{"35-malformed-minor", func(t *testing.T, k *kit) goldenFiles {
+		raw := "From: Alice Sato <alice@partner.example>\r\nTo: Bob Tanaka <bob@corp.example>\r\n" +
+			"Subject: =?ISO-2022-JP?B?GyRCOC0/UTFrMyQbKEI=?=\r\nDate: " + goldenDate + "\r\n" +
+			"Message-ID: <35-malformed-minor@partner.example>\r\nMIME-Version: 1.0\r\n" +
+			"Content-Type: multipart/mixed; boundary=\"b35\"\r\n\r\n" +
+			"--b35\r\nContent-Type: text/plain; charset=ISO-2022-JP\r\nContent-Transfer-Encoding: 7bit\r\n\r\n" +
+			"An old mailer: the closing boundary is missing and the\r\nattachment has a stray character in its base64.\r\n\r\n" +
+			"--b35\r\nContent-Type: text/csv; name=\"list.csv\"\r\nContent-Disposition: attachment; filename=\"list.csv\"\r\n" +
+			"Content-Transfer-Encoding: base64\r\n\r\nbmFtZSxkZXB0CnNhdG8sc2FsZXMK!\r\n"
+		return goldenFiles{eml: []byte(raw)}
+	}},
 }
 
 // goldenSandbox configures a sandbox that is never contacted: golden

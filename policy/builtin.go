@@ -132,8 +132,13 @@ rule "builtin-unsupported-container" {
   action = "quarantine"
 }
 
+# MIME that mail clients may read differently from mailguard (a multipart
+# whose boundary cannot be read, differing Content-Type fields, padding
+# inside base64), or that mailguard could not read to the end. Minor
+# defects that every reader resolves the same way (a final boundary
+# missing at the end, junk in base64) only add to the score.
 rule "builtin-malformed" {
-  when   = has("malformed_mime")
+  when   = mime.ambiguous
   action = "quarantine"
 }
 

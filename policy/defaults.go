@@ -100,4 +100,5 @@ var DefaultWeights = map[reason.Tag]float64{
 	reason.IPBlocklisted:            3,
 	reason.URLBlocklisted:           6,
 	reason.HTMLSmuggling:            6,
+	reason.MalformedMIME:            2,
 }

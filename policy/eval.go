@@ -128,6 +128,13 @@ func variables(f *Facts, lf listFacts, score float64) map[string]cty.Value {
 	for _, t := range f.Tags() {
 		tags = append(tags, string(t))
 	}
+	malformed, ambiguous := false, false
+	for _, fd := range f.Findings {
+		if fd.Tag == reason.MalformedMIME {
+			malformed = true
+			ambiguous = ambiguous || !fd.Minor
+		}
+	}
 	ip := ""
 	if f.ClientIP.IsValid() {
 		ip = f.ClientIP.Unmap().String()
@@ -147,6 +154,9 @@ func variables(f *Facts, lf listFacts, score float64) map[string]cty.Value {
 			"dkim": cty.StringVal(f.Auth.DKIM), "dkim_domains": strList(f.Auth.DKIMDomains),
 			"dmarc": cty.StringVal(f.Auth.DMARC), "dmarc_policy": cty.StringVal(f.Auth.DMARCPolicy),
 			"forwarder": cty.BoolVal(f.Auth.Forwarder),
+		}),
+		"mime": cty.ObjectVal(map[string]cty.Value{
+			"malformed": cty.BoolVal(malformed), "ambiguous": cty.BoolVal(ambiguous),
 		}),
 		"thread": cty.ObjectVal(map[string]cty.Value{
 			"known": cty.BoolVal(f.Thread.Known), "first_contact": cty.BoolVal(f.Thread.FirstContact),

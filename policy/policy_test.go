@@ -318,6 +318,40 @@ func TestLists(t *testing.T) {
 	check(func(f *Facts) { f.Findings = []reason.Finding{{Tag: reason.LookalikeDomain}} }, Quarantine, reason.LookalikeDomain)
 }
 
+// A minor MIME defect only adds to the score; an ambiguous one
+// quarantines, and rules can tell them apart with mime.*.
+func TestMalformedSeverityRules(t *testing.T) {
+	p := mustParse(t, minimal+`rule "strict-finance" {
+  when   = mime.malformed && contains(rcpts, "keiri@corp.example")
+  action = "quarantine"
+}`)
+	minor := reason.Finding{Tag: reason.MalformedMIME, Detail: "boundary not closed", Minor: true}
+	major := reason.Finding{Tag: reason.MalformedMIME, Detail: "multipart without boundary"}
+	for _, c := range []struct {
+		name     string
+		findings []reason.Finding
+		rcpt     string
+		action   Action
+		rule     string
+		score    float64
+	}{
+		{"minor", []reason.Finding{minor}, "", Deliver, "", 2},
+		{"minor and first contact", []reason.Finding{minor, {Tag: reason.FirstContactAttachment}}, "", Tag, "builtin-score-tag", 4},
+		{"ambiguous", []reason.Finding{minor, major}, "", Quarantine, "builtin-malformed", 2},
+		{"minor, strict rule", []reason.Finding{minor}, "keiri@corp.example", Quarantine, "strict-finance", 2},
+	} {
+		f := facts()
+		f.Findings = c.findings
+		if c.rcpt != "" {
+			f.Rcpts = append(f.Rcpts, c.rcpt)
+		}
+		d := p.Evaluate(f)
+		if d.Action != c.action || d.Rule != c.rule || d.Score != c.score || !contains(tagStrings(d.Reasons), string(reason.MalformedMIME)) {
+			t.Errorf("%s: %s by %q, score %v, reasons %v; want %s by %q, score %v", c.name, d.Action, d.Rule, d.Score, d.Reasons, c.action, c.rule, c.score)
+		}
+	}
+}
+
 func tagStrings(ts []reason.Tag) []string {
 	var s []string
 	for _, t := range ts {

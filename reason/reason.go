@@ -96,4 +96,8 @@ type Finding struct {
 	Tag    Tag    `json:"tag"`
 	Detail string `json:"detail,omitempty"`
 	Path   string `json:"path,omitempty"`
+	// Minor marks a malformed_mime finding that every common reader
+	// resolves the same way, and that mailguard read past: it adds to the
+	// score but does not quarantine by itself.
+	Minor bool `json:"minor,omitempty"`
 }
