@@ -110,10 +110,10 @@ func sniffVolume(ra io.ReaderAt, size int64) Format {
 			iso = true
 		case "NSR02", "NSR03":
 			udf = true
-		case "BEA01", "TEA01", "BOOT2", "CDW02":
-		default:
-			i = 16
 		}
+		// Other identifiers (BEA01, TEA01, BOOT2, an unknown one) are
+		// passed over, as 7z does and as attach's type sniffing does:
+		// the two must agree, or a typed image goes unopened.
 	}
 	switch {
 	case iso:
