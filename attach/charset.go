@@ -2,11 +2,11 @@ package attach
 
 import (
 	"bytes"
+	"encoding/base64"
 	"io"
 	"strings"
 	"unicode/utf8"
 
-	"github.com/jhillyerd/enmime/v2"
 	"golang.org/x/text/encoding"
 	"golang.org/x/text/encoding/htmlindex"
 	"golang.org/x/text/encoding/ianaindex"
@@ -97,13 +97,175 @@ func decodeRaw(s string) string {
 	return strings.ToValidUTF8(s, "\uFFFD")
 }
 
-// decodeWords decodes RFC 2047 encoded words (any charset enmime knows,
-// which includes ISO-2022-JP and Shift_JIS) and then raw 8-bit bytes.
+// decodeWords decodes RFC 2047 encoded words and raw 8-bit bytes.
+//
+// Adjacent encoded words in one charset are joined as bytes before the
+// charset is decoded: Japanese mailers often split a long Subject or
+// file name between the bytes of one character (=?Shift_JIS?B?..?= with
+// the lead byte in one word and the trail byte in the next), which
+// word-by-word decoders (enmime's, Go's mime.WordDecoder) turn into
+// replacement characters. White space between encoded words is dropped
+// (RFC 2047 §6.2); text outside them goes through decodeRaw on its own.
+// A word in a charset nothing here knows is kept as it stands.
 func decodeWords(s string) string {
-	if strings.Contains(s, "=?") {
-		s = enmime.DecodeRFC2047(s)
+	if !strings.Contains(s, "=?") {
+		return decodeRaw(s)
 	}
-	return decodeRaw(s)
+	var (
+		out   strings.Builder
+		run   []byte // decoded bytes of the current run of words
+		runCS string // its charset ("" = no run)
+	)
+	flush := func() {
+		if runCS == "" {
+			return
+		}
+		text, ok := decodeCharset(runCS, run)
+		if !ok && text == "" {
+			text = decodeRaw(string(run))
+		}
+		out.WriteString(text)
+		run, runCS = run[:0], ""
+	}
+	for {
+		i := strings.Index(s, "=?")
+		if i < 0 {
+			break
+		}
+		cs, raw, n, ok := encodedWord(s[i:])
+		if !ok {
+			flush()
+			out.WriteString(decodeRaw(s[:i+2]))
+			s = s[i+2:]
+			continue
+		}
+		if gap := s[:i]; runCS == "" || strings.Trim(gap, " \t\r\n") != "" {
+			flush()
+			out.WriteString(decodeRaw(gap))
+		}
+		switch {
+		case lookupCharset(cs) == nil && !isUTF8Name(cs):
+			flush()
+			out.WriteString(decodeRaw(s[i : i+n]))
+		case runCS != "" && !strings.EqualFold(runCS, cs):
+			flush()
+			fallthrough
+		default:
+			runCS = cs
+			run = append(run, raw...)
+		}
+		s = s[i+n:]
+	}
+	flush()
+	out.WriteString(decodeRaw(s))
+	return out.String()
+}
+
+// joinWords rewrites each run of two or more adjacent encoded words in
+// one charset as a single UTF-8 encoded word, so that a parser that
+// decodes word by word (the address list parser) reads a character split
+// between two words whole. Everything else is left as it is.
+func joinWords(s string) string {
+	if strings.Count(s, "=?") < 2 {
+		return s
+	}
+	var out strings.Builder
+	for {
+		i := strings.Index(s, "=?")
+		if i < 0 {
+			break
+		}
+		cs, raw, n, ok := encodedWord(s[i:])
+		if !ok || lookupCharset(cs) == nil && !isUTF8Name(cs) {
+			out.WriteString(s[:i+2])
+			s = s[i+2:]
+			continue
+		}
+		out.WriteString(s[:i])
+		end, words := i+n, 1
+		for {
+			j := end
+			for j < len(s) && (s[j] == ' ' || s[j] == '\t' || s[j] == '\r' || s[j] == '\n') {
+				j++
+			}
+			cs2, raw2, n2, ok2 := encodedWord(s[j:])
+			if !ok2 || !strings.EqualFold(cs, cs2) {
+				break
+			}
+			raw = append(raw, raw2...)
+			end, words = j+n2, words+1
+		}
+		text, dok := decodeCharset(cs, raw)
+		if words == 1 || !dok && text == "" {
+			out.WriteString(s[i:end])
+		} else {
+			out.WriteString("=?UTF-8?B?" + base64.StdEncoding.EncodeToString([]byte(text)) + "?=")
+		}
+		s = s[end:]
+	}
+	out.WriteString(s)
+	return out.String()
+}
+
+func isUTF8Name(cs string) bool {
+	n := strings.ToLower(cs)
+	return n == "utf-8" || n == "utf8" || n == "us-ascii" || n == "ascii"
+}
+
+// encodedWord parses one "=?charset?B|Q?text?=" at the start of s: the
+// charset (without an RFC 2231 language), the decoded bytes and the
+// length of the word. Base64 is read leniently (padding optional).
+func encodedWord(s string) (charset string, raw []byte, n int, ok bool) {
+	if !strings.HasPrefix(s, "=?") {
+		return "", nil, 0, false
+	}
+	rest := s[2:]
+	q1 := strings.IndexByte(rest, '?')
+	if q1 <= 0 || q1+2 >= len(rest) || rest[q1+2] != '?' {
+		return "", nil, 0, false
+	}
+	charset, enc := rest[:q1], rest[q1+1]
+	if k := strings.IndexByte(charset, '*'); k >= 0 {
+		charset = charset[:k]
+	}
+	body := rest[q1+3:]
+	end := strings.Index(body, "?=")
+	if end < 0 || strings.ContainsAny(body[:end], " \t\r\n") {
+		return "", nil, 0, false
+	}
+	text := body[:end]
+	n = 2 + q1 + 3 + end + 2
+	switch enc {
+	case 'B', 'b':
+		b, err := io.ReadAll(newBase64Reader(strings.NewReader(text)))
+		if err != nil {
+			return "", nil, 0, false
+		}
+		raw = b
+	case 'Q', 'q':
+		raw = make([]byte, 0, len(text))
+		for i := 0; i < len(text); i++ {
+			c := text[i]
+			switch {
+			case c == '_':
+				raw = append(raw, ' ')
+			case c == '=' && i+2 < len(text):
+				if h, ok1 := unhex(text[i+1]); ok1 {
+					if l, ok2 := unhex(text[i+2]); ok2 {
+						raw = append(raw, h<<4|l)
+						i += 2
+						continue
+					}
+				}
+				raw = append(raw, c)
+			default:
+				raw = append(raw, c)
+			}
+		}
+	default:
+		return "", nil, 0, false
+	}
+	return charset, raw, n, true
 }
 
 // charsetReader wraps r with a decoder for charset, or returns r.

@@ -36,14 +36,14 @@ func decodeHeader(e *entity) Header {
 }
 
 // addresses parses an address list tolerantly (enmime's parser), decoding
-// encoded words in display names; unparsable lists yield their bare
-// addr-specs.
+// encoded words in display names (split characters joined first: see
+// joinWords); unparsable lists yield their bare addr-specs.
 func addresses(v string) []Address {
 	if strings.TrimSpace(v) == "" {
 		return nil
 	}
 	var out []Address
-	list, err := enmime.ParseAddressList(v)
+	list, err := enmime.ParseAddressList(joinWords(v))
 	if err == nil {
 		for _, a := range list {
 			out = append(out, Address{Name: decodeWords(a.Name), Addr: strings.ToLower(decodeRaw(a.Address))})
