@@ -23,6 +23,9 @@ type Domain struct {
 	// IDN is set when the domain was written with xn-- labels or
 	// non-ASCII characters.
 	IDN bool
+	// Host is the whole domain in Unicode, lowercased
+	// ("paypal.com.secure-login.net").
+	Host string
 }
 
 // ParseDomain splits a domain (ASCII, punycode or Unicode) into its
@@ -56,7 +59,11 @@ func ParseDomain(d string) (Domain, bool) {
 	if label == "" {
 		return Domain{}, false
 	}
-	out := Domain{Registrable: uni, Label: label, Suffix: usuf,
+	host, err := idna.Lookup.ToUnicode(ascii)
+	if err != nil {
+		host = ascii
+	}
+	out := Domain{Registrable: uni, Label: label, Suffix: usuf, Host: host,
 		Skeleton: skeleton(label), IDN: strings.Contains(ascii, "xn--") || !isASCII(d)}
 	return out, true
 }
@@ -83,10 +90,11 @@ type Lookalike struct {
 
 // FindLookalike compares a sender domain with protected domains (the
 // local domains and known correspondents' domains): the same skeleton
-// (homoglyphs, IDN, rn/m, 1/l, 0/o), a Damerau-Levenshtein distance of 1
-// (labels of 5 or more characters) or 2 (9 or more) between labels or
-// between skeletons, or the same label of 4 or more characters under
-// another public suffix. The domain itself and its subdomains are never
+// (homoglyphs, IDN, rn/m, 1/l, 0/o), the whole protected domain followed
+// by "." or "-" inside another registrable domain's name, a
+// Damerau-Levenshtein distance of 1 (labels of 5 or more characters) or
+// 2 (9 or more) between labels or between skeletons, or the same label
+// of 4 or more characters under another public suffix. The domain itself and its subdomains are never
 // lookalikes, nor is anything when the sender is itself protected.
 func FindLookalike(sender string, protected []Domain) (Lookalike, bool) {
 	s, ok := ParseDomain(sender)
@@ -112,6 +120,12 @@ func imitates(s, p Domain) (string, bool) {
 	}
 	if s.Skeleton == p.Skeleton && s.Suffix == p.Suffix {
 		return "homoglyph", true
+	}
+	// The whole protected domain in front of another one
+	// ("corp.example.secure-mail.net", "mail.corp.example-login.com"): a
+	// reader sees the name they know and stops reading.
+	if h := "." + s.Host; strings.Contains(h, "."+p.Registrable+".") || strings.Contains(h, "."+p.Registrable+"-") {
+		return "the domain's name put in front of " + s.Registrable, true
 	}
 	if s.Label == p.Label || s.Skeleton == p.Skeleton {
 		if utf8.RuneCountInString(p.Label) >= 4 {

@@ -105,6 +105,10 @@ func TestLookalike(t *testing.T) {
 		{"partner-tradlng.co.jp", "partner-trading.co.jp"},
 		{"partner-trading.com", "partner-trading.co.jp"},
 		{"c0rp.example", "corp.example"}, // skeleton 0 → o
+		{"corp.example.co", "corp.example"},
+		{"paypal.com.account-verify.net", "paypal.com"},
+		{"corp.example-login.com", "corp.example"},
+		{"mail.partner-trading.co.jp.example.net", "partner-trading.co.jp"},
 	} {
 		la, ok := FindLookalike(c.sender, p)
 		if !ok || la.Target != c.target {
@@ -115,6 +119,7 @@ func TestLookalike(t *testing.T) {
 		"paypal.com", "www.paypal.com", "corp.example", "mx.corp.example", // the domains themselves
 		"abd.com", "xyz.com", "cnn.com", "corn.example", // unrelated short ones
 		"example.org", "totally-different.co.jp", "192.0.2.1", "", "com", "[127.0.0.1]",
+		"corporate.example", "abc.company.com", "mail.abc.com", // a prefix of the name alone is no imitation
 	} {
 		if la, ok := FindLookalike(s, p); ok {
 			t.Errorf("FindLookalike(%q) flagged %+v", s, la)
