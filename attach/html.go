@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/net/html"
 
@@ -49,7 +50,171 @@ var (
 // in the browser. It returns nil unless a combination that delivers a
 // file is present (a Blob or an atob'ed payload plus a way to save or
 // open it, or a data: URI that carries an executable or archive).
+//
+// Script hidden behind a layer of escaping (eval(unescape("%76%61…")),
+// "\x76\x61…" strings, eval(atob("dmFy…"))) is decoded and looked at
+// again, with the layers above it, up to three layers deep.
 func smugglingIndicators(doc []byte) []string {
+	if ind := smugglingLayer(doc); len(ind) > 0 {
+		return ind
+	}
+	budget := max(8<<20, 2*len(doc))
+	layer := doc
+	for depth := 1; depth <= 3; depth++ {
+		decoded := unescapeLayer(layer, &budget)
+		if len(decoded) == 0 {
+			return nil
+		}
+		// The layers together: the outer one may atob what the inner
+		// one wraps in a Blob.
+		joined := append(append(append([]byte(nil), doc...), '\n'), decoded...)
+		if ind := smugglingLayer(joined); len(ind) > 0 {
+			for i := range ind {
+				ind[i] += fmt.Sprintf(" (script under %d layer(s) of escaping)", depth)
+			}
+			return ind
+		}
+		layer = decoded
+	}
+	return nil
+}
+
+// escapeRuns finds up to maxRuns runs of at least minRun escapes: %XX or %uXXXX when esc
+// is '%', \xXX or \uXXXX when esc is '\\' (a hand scanner: the
+// equivalent regexp took 10 ms on a 100 KB newsletter).
+func escapeRuns(doc []byte, esc byte, minRun, maxRuns int) [][2]int {
+	var out [][2]int
+	for i := 0; i < len(doc) && len(out) < maxRuns; {
+		j := bytes.IndexByte(doc[i:], esc)
+		if j < 0 {
+			break
+		}
+		start, n := i+j, 0
+		k := start
+		for k < len(doc) && doc[k] == esc {
+			w := escapeWidth(doc[k:], esc)
+			if w == 0 {
+				break
+			}
+			k += w
+			n++
+		}
+		if n >= minRun {
+			out = append(out, [2]int{start, k})
+		}
+		i = max(k, start+1)
+	}
+	return out
+}
+
+// escapeWidth is the length of the escape at the start of b, or 0.
+func escapeWidth(b []byte, esc byte) int {
+	hexes := func(h []byte) bool {
+		for _, c := range h {
+			if _, ok := unhex(c); !ok {
+				return false
+			}
+		}
+		return true
+	}
+	switch {
+	case len(b) >= 6 && b[1] == 'u' && hexes(b[2:6]):
+		return 6
+	case esc == '%' && len(b) >= 3 && hexes(b[1:3]):
+		return 3
+	case esc == '\\' && len(b) >= 4 && b[1] == 'x' && hexes(b[2:4]):
+		return 4
+	}
+	return 0
+}
+
+// unescapeLayer decodes the escaped strings of one layer of script: runs
+// of %XX or %uXXXX (unescape, decodeURIComponent), of \xXX or \uXXXX
+// (string literals), and base64 runs of 256 characters or more whose
+// content is text (eval(atob(…))). budget bounds the bytes decoded over
+// all layers.
+func unescapeLayer(doc []byte, budget *int) []byte {
+	var out []byte
+	add := func(b []byte) bool {
+		if len(b) > *budget {
+			return false
+		}
+		*budget -= len(b)
+		out = append(append(out, b...), '\n')
+		return true
+	}
+	for _, esc := range []byte{'%', '\\'} {
+		for _, r := range escapeRuns(doc, esc, 48, 256) {
+			if !add(unescapeRun(doc[r[0]:r[1]], esc)) {
+				return out
+			}
+		}
+	}
+	for _, r := range b64Runs(doc, 256, 64) {
+		run := doc[r[0]:r[1]]
+		if !isScriptText(decodeB64Prefix(run, 192)) { // a payload, not script: not decoded whole
+			continue
+		}
+		if b := decodeB64Prefix(run, min(len(run), *budget)); isScriptText(b) {
+			if !add(b) {
+				return out
+			}
+		}
+	}
+	return out
+}
+
+// unescapeRun decodes a run of %XX/%uXXXX (esc '%') or \xXX/\uXXXX
+// (esc '\\') escapes; code points above 0xFF are written as UTF-8.
+func unescapeRun(m []byte, esc byte) []byte {
+	out := make([]byte, 0, len(m)/3)
+	for i := 0; i < len(m); {
+		if m[i] != esc || i+1 >= len(m) {
+			i++
+			continue
+		}
+		n := 2
+		if m[i+1] == 'u' {
+			n = 4
+			i++
+		} else if m[i+1] == 'x' {
+			i++
+		}
+		if i+1+n > len(m) {
+			break
+		}
+		v := 0
+		for _, c := range m[i+1 : i+1+n] {
+			h, _ := unhex(c)
+			v = v<<4 | int(h)
+		}
+		if v < 0x80 {
+			out = append(out, byte(v))
+		} else {
+			out = utf8.AppendRune(out, rune(v))
+		}
+		i += 1 + n
+	}
+	return out
+}
+
+// isScriptText reports decoded bytes that read as text: at least 64 of
+// them and 95 % printable ASCII or white space.
+func isScriptText(b []byte) bool {
+	if len(b) < 64 {
+		return false
+	}
+	ok := 0
+	for _, c := range b {
+		if c >= 0x20 && c < 0x7f || c == '\n' || c == '\r' || c == '\t' {
+			ok++
+		}
+	}
+	return ok*100 >= len(b)*95
+}
+
+// smugglingLayer is smugglingIndicators on one layer of the document.
+func smugglingLayer(doc []byte) []string {
 	var ind []string
 	lower := asciiLower(doc)
 	blob := matchNear(reBlob, doc, lower, "blob")
@@ -68,6 +233,11 @@ func smugglingIndicators(doc []byte) []string {
 	}
 	if atob && big >= 4096 && (deliver || blob) {
 		ind = append(ind, fmt.Sprintf("base64 payload of %d characters decoded in script", big))
+	}
+	// msSaveBlob is Internet Explorer's "save this as a file": emailed
+	// HTML has no other use for it.
+	if msSave && !blob && big >= 4096 {
+		ind = append(ind, fmt.Sprintf("base64 blob of %d characters saved with msSaveBlob", big))
 	}
 	if big >= 64<<10 && dl && !blob {
 		ind = append(ind, fmt.Sprintf("base64 blob of %d characters with a download", big))

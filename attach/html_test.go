@@ -1,6 +1,8 @@
 package attach
 
 import (
+	"encoding/base64"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -70,6 +72,97 @@ func FuzzSmugglingIndicators(f *testing.F) {
 		} {
 			if want, got := c.re.Match(doc), matchNear(c.re, doc, lower, c.lits...); got != want {
 				t.Errorf("%s: matchNear %v, whole document %v on %q", c.re, got, want, doc)
+			}
+		}
+	})
+}
+
+// smuggler is a Blob-and-download smuggling script around payload.
+func smuggler(payload string) string {
+	return `var b=atob("` + payload + `");var bl=new Blob([b]);var a=document.createElement("a");` +
+		`a.href=URL.createObjectURL(bl);a.download="invoice.zip";a.click();`
+}
+
+func pctEscape(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		fmt.Fprintf(&b, "%%%02x", s[i])
+	}
+	return b.String()
+}
+
+// TestSmugglingEscaped: the script behind unescape, \x strings or
+// eval(atob(…)) is read, layer by layer.
+func TestSmugglingEscaped(t *testing.T) {
+	inner := smuggler(strings.Repeat("UEsDBAoAAAAAAA", 40))
+	var hex strings.Builder
+	for i := 0; i < len(inner); i++ {
+		fmt.Fprintf(&hex, `\x%02x`, inner[i])
+	}
+	two := `<script>document.write(unescape("` + pctEscape(`<script>eval(unescape("`+pctEscape(inner)+`"))</script>`) + `"))</script>`
+	for name, doc := range map[string]string{
+		"unescape":   `<html><script>eval(unescape("` + pctEscape(inner) + `"))</script></html>`,
+		"hex":        `<html><script>var s="` + hex.String() + `";eval(s)</script></html>`,
+		"atob":       `<html><script>eval(atob("` + base64.StdEncoding.EncodeToString([]byte(inner)) + `"))</script></html>`,
+		"two layers": two,
+	} {
+		if ind := smugglingIndicators([]byte(doc)); len(ind) == 0 || !strings.Contains(ind[0], "escaping") {
+			t.Errorf("%s: indicators %q", name, ind)
+		}
+	}
+	// IE's msSaveOrOpenBlob with a large payload and no visible Blob.
+	obf := `<script>var w=window,d=w[["at","ob"].join("")]("` + strings.Repeat("UEsDBAoAAAAAAA", 400) +
+		`");navigator.msSaveOrOpenBlob(new w["Bl"+"ob"]([d]),"a.zip")</script>`
+	if ind := smugglingIndicators([]byte(obf)); len(ind) == 0 {
+		t.Error("msSaveOrOpenBlob with a 5 KB payload not reported")
+	}
+}
+
+// newsletter is a benign HTML mail: CSS percentages, URL-encoded
+// Japanese in links, an inline PNG, no script.
+func newsletter() []byte {
+	var b strings.Builder
+	b.WriteString(`<html><head><style>td{width:50%;padding:2%}</style></head><body>`)
+	png := base64.StdEncoding.EncodeToString(append([]byte("\x89PNG\r\n\x1a\n"), make([]byte, 6000)...))
+	b.WriteString(`<img src="data:image/png;base64,` + png + `">`)
+	for i := 0; b.Len() < 100<<10; i++ {
+		fmt.Fprintf(&b, `<p>第%d回 セミナーのご案内 <a href="https://example.jp/search?q=%s&id=%d">詳細</a></p>`+"\n",
+			i, pctEscape("セミナー申込フォーム"), i)
+	}
+	b.WriteString(`</body></html>`)
+	return []byte(b.String())
+}
+
+func TestSmugglingNewsletterClean(t *testing.T) {
+	if ind := smugglingIndicators(newsletter()); len(ind) > 0 {
+		t.Errorf("benign newsletter reported: %q", ind)
+	}
+}
+
+func BenchmarkSmugglingNewsletter(b *testing.B) {
+	doc := newsletter()
+	b.SetBytes(int64(len(doc)))
+	for b.Loop() {
+		smugglingIndicators(doc)
+	}
+}
+
+// FuzzEscapeRuns holds the hand scanner to the regexp it replaced.
+func FuzzEscapeRuns(f *testing.F) {
+	for _, s := range []string{"%41%42%43", `\x41\u0042\x4`, "%u00e9%4g%41%41%41", `%%41%41%41\\x41\x41\x41`} {
+		f.Add(s)
+	}
+	pct := regexp.MustCompile(`(?:%(?:u[0-9a-fA-F]{4}|[0-9a-fA-F]{2})){3,}`)
+	hex := regexp.MustCompile(`(?:\\(?:x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4})){3,}`)
+	f.Fuzz(func(t *testing.T, s string) {
+		for esc, re := range map[byte]*regexp.Regexp{'%': pct, '\\': hex} {
+			var want [][2]int
+			for _, m := range re.FindAllStringIndex(s, -1) {
+				want = append(want, [2]int{m[0], m[1]})
+			}
+			got := escapeRuns([]byte(s), esc, 3, 1<<20)
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("%q esc %q: runs %v, regexp %v", s, esc, got, want)
 			}
 		}
 	})
