@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"os"
 	"sync"
 	"time"
@@ -330,6 +331,15 @@ type Features struct {
 	Unsupported  string     `json:"unsupported,omitempty"`        // container format not opened
 	Entries      []string   `json:"entries,omitempty"`            // listable names of a locked container
 	EncryptedDoc string     `json:"encrypted_document,omitempty"` // ooxml-agile, doc-fib, pdf-standard …
+}
+
+// Locked reports a file that stayed encrypted but that a password could
+// still open: an archive or disk image, or a password-protected OOXML
+// document (not the RC4 .doc/.xls/.ppt nothing here decrypts). The
+// conversation stage waits for such a file's password mail.
+func (f *File) Locked() bool {
+	return f.Encrypted && !f.Decrypted &&
+		(f.Features.Container != "" || strings.HasPrefix(f.Features.EncryptedDoc, "ooxml-encrypted-package"))
 }
 
 func (f *Features) empty() bool {

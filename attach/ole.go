@@ -91,7 +91,9 @@ func (w *walker) ole(f *File) error {
 		}
 		return w.archiveAs(f, "msi")
 	}
-	w.oleEncryption(f, d)
+	if err := w.oleEncryption(f, d); err != nil {
+		return err
+	}
 	if err := w.vbaProjects(f, d, ""); err != nil {
 		return err
 	}
@@ -109,7 +111,7 @@ func (w *walker) ole(f *File) error {
 // oleEncryption recognises encrypted Office documents: OOXML in an OLE
 // wrapper (EncryptionInfo + EncryptedPackage), Word's FIB fEncrypted bit,
 // Excel's FILEPASS record and PowerPoint's encrypted summary.
-func (w *walker) oleEncryption(f *File, d *oleDoc) {
+func (w *walker) oleEncryption(f *File, d *oleDoc) error {
 	kind := ""
 	switch {
 	case d.stream("EncryptionInfo") != nil && d.stream("EncryptedPackage") != nil:
@@ -132,11 +134,80 @@ func (w *walker) oleEncryption(f *File, d *oleDoc) {
 		}
 	}
 	if kind == "" {
-		return
+		return nil
 	}
 	f.Encrypted = true
 	f.Features.EncryptedDoc = kind
-	f.addFinding(reason.EncryptedUnscannable, "encrypted Office document ("+kind+"); content not inspected")
+	why := "content not inspected"
+	if kind == "ooxml-encrypted-package" {
+		opened, err := w.decryptOffice(f, d)
+		if opened || err != nil {
+			return err
+		}
+		why = "no candidate password opened it"
+		if c, perr := parseOfficeCrypt(readStream(d.stream("EncryptionInfo"), 1<<20)); perr != nil {
+			why = clip(perr.Error(), 200)
+		} else {
+			why += " (" + c.Scheme() + " encryption)"
+		}
+	}
+	f.addFinding(reason.EncryptedUnscannable, "encrypted Office document ("+f.Features.EncryptedDoc+"); "+why)
+	return nil
+}
+
+// decryptOffice tries the candidate passwords, then Excel's built-in
+// one, on an encrypted OOXML package; the package that one opens becomes
+// the document's child, inspected like any attachment.
+func (w *walker) decryptOffice(f *File, d *oleDoc) (bool, error) {
+	c, err := parseOfficeCrypt(readStream(d.stream("EncryptionInfo"), 1<<20))
+	if err != nil {
+		return false, nil
+	}
+	pkg := d.stream("EncryptedPackage")
+	// Excel's own password second: it costs one attempt and is what a
+	// document meant to open without a prompt uses.
+	cands := w.passwords()
+	at := min(1, len(cands))
+	cands = append(cands[:at], append([]Password{{Value: officePassword, Source: SourcePolicy}}, cands[at:]...)...)
+	if n := c.Attempts(); len(cands) > n {
+		f.Features.EncryptedDoc += fmt.Sprintf(" (%d hash rounds a password: %d of %d candidates tried)", c.spin, n, len(cands))
+		cands = cands[:n]
+	}
+	for _, p := range cands {
+		if w.stopped() {
+			return false, nil
+		}
+		key, ok := c.Key(p.Value)
+		if !ok {
+			continue
+		}
+		r, size, err := c.Decrypt(key, pkg, pkg.Size)
+		if err != nil {
+			f.addFinding(reason.UnsupportedContainer, "encrypted Office document: "+clip(err.Error(), 200))
+			return true, nil
+		}
+		name := f.Name
+		if name == "" {
+			name = "document.zip"
+		}
+		child, err := w.addFile(fileSpec{parent: f, name: name, hint: size}, r)
+		if err != nil || child == nil {
+			return true, err
+		}
+		f.Decrypted, f.PasswordSource = true, p.Source
+		child.Decrypted, child.PasswordSource = true, p.Source
+		switch p.Source {
+		case SourceBody:
+			f.addFinding(reason.PasswordFoundBody, "Office document decrypted with a password found in the message text")
+		case SourceThread:
+			f.addFinding(reason.PasswordFoundThread, "Office document decrypted with a password from the conversation")
+		}
+		if p.Value == officePassword {
+			f.Features.EncryptedDoc += " (Excel's default password)"
+		}
+		return true, w.inspect(child)
+	}
+	return false, nil
 }
 
 // vbaProjects finds every VBA storage (Macros/VBA, _VBA_PROJECT_CUR/VBA,

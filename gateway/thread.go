@@ -204,7 +204,7 @@ func messageFlags(rep *Report, links bool) thread.Flags {
 		if f.Encrypted {
 			fl |= thread.FlagEncrypted
 		}
-		if f.Encrypted && !f.Decrypted && f.Features.Container != "" {
+		if f.Locked() {
 			fl |= thread.FlagLocked
 		}
 		if f.Decrypted && f.PasswordSource == attach.SourceThread {

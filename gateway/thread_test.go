@@ -198,3 +198,34 @@ func TestThreadOfflineReadsOnly(t *testing.T) {
 		t.Errorf("offline inspection recorded: %+v", h)
 	}
 }
+
+// TestThreadPasswordLinkingOffice: a password-protected workbook (written
+// by LibreOffice) waits for its password mail like an archive does, and
+// opens with the thread's password.
+func TestThreadPasswordLinkingOffice(t *testing.T) {
+	f := convFixture(t, "")
+	xlsx, err := os.ReadFile("../attach/testdata/office/lo-standard.xlsx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.deliver(t, "bob@corp.example", "sato@vendor.example", "request", "please send the estimate", nil)
+	doc := f.deliver(t, "sato@vendor.example", "bob@corp.example", "見積書", "パスワードは別途お送りします。", xlsx)
+	if m := f.state(t, doc); m.State != store.Held {
+		t.Fatalf("locked workbook: %s, want held for its password", m.State)
+	}
+	f.deliver(t, "sato@vendor.example", "bob@corp.example", "パスワード", "パスワード：Xy7#kQ2p", nil)
+	select {
+	case id := <-f.g.recheck:
+		if id != doc {
+			t.Fatalf("recheck %s, want %s", id, doc)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no re-decision asked for")
+	}
+	f.g.redecide(context.Background(), doc)
+	m := f.state(t, doc)
+	r := decision(t, m)
+	if m.State != store.Queued || !hasReason(r, reason.PasswordFoundThread) || !r.Files[0].Decrypted || r.Files[0].PasswordSource != "thread" {
+		t.Errorf("after the password: %s %v %+v", m.State, r.Reasons, r.Files)
+	}
+}
