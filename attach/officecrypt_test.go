@@ -237,3 +237,26 @@ func FuzzOfficeCrypt(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkOfficeKey is the cost of one password attempt.
+func BenchmarkOfficeKey(b *testing.B) {
+	for _, c := range []struct{ name, file string }{{"agile-100k-sha512", "agile-written.xlsx"}, {"standard-50k-sha1", "lo-standard.xlsx"}} {
+		b.Run(c.name, func(b *testing.B) {
+			raw, err := os.ReadFile("testdata/office/" + c.file)
+			if err != nil {
+				b.Fatal(err)
+			}
+			d, err := openOLE(bytes.NewReader(raw))
+			if err != nil {
+				b.Fatal(err)
+			}
+			oc, err := parseOfficeCrypt(readStream(d.stream("EncryptionInfo"), 1<<20))
+			if err != nil {
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				oc.Key("wrong password")
+			}
+		})
+	}
+}
