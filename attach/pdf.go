@@ -2,6 +2,7 @@ package attach
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"regexp"
@@ -9,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/pdfcpu/pdfcpu/pkg/api"
+	"github.com/pdfcpu/pdfcpu/pkg/pdfcpu"
 	"github.com/pdfcpu/pdfcpu/pkg/pdfcpu/model"
 	"github.com/pdfcpu/pdfcpu/pkg/pdfcpu/types"
 
@@ -67,8 +69,29 @@ type pdfEmbedded struct {
 func (w *walker) pdf(f *File) error {
 	var sc *pdfScan
 	var perr error
+	var pw *Password // the candidate that opened it
+	userLocked := false
 	if b, ok := f.bytesUpTo(maxPDFParse); ok {
-		sc, perr = scanPDF(b, min(w.lim.MaxFileBytes, 64<<20))
+		maxEmb := min(w.lim.MaxFileBytes, 64<<20)
+		sc, perr = scanPDF(b, maxEmb, "")
+		if errors.Is(perr, pdfcpu.ErrWrongPassword) {
+			// A document open password: try the candidates (pdfcpu
+			// checks one before reading the objects).
+			userLocked = true
+			for _, p := range w.passwords() {
+				if w.stopped() {
+					break
+				}
+				s2, err2 := scanPDF(b, maxEmb, p.Value)
+				if err2 == nil {
+					sc, perr, pw, userLocked = s2, nil, &p, false
+					break
+				}
+				if !errors.Is(err2, pdfcpu.ErrWrongPassword) {
+					break
+				}
+			}
+		}
 	} else {
 		perr = fmt.Errorf("larger than %d bytes", maxPDFParse)
 	}
@@ -97,12 +120,24 @@ func (w *walker) pdf(f *File) error {
 		}
 		f.addFinding(reason.PDFActiveContent, d)
 	}
-	if sc.encrypted {
+	if sc.encrypted || userLocked {
 		f.Encrypted = true
 		f.Features.EncryptedDoc = "pdf"
-		if info.Method == "raw-scan" {
+		switch {
+		case userLocked:
+			f.Features.EncryptedDoc = pdfUserPassword
+			f.addFinding(reason.EncryptedUnscannable, "PDF with a document open password that no candidate password opened")
+		case info.Method == "raw-scan":
 			f.addFinding(reason.EncryptedUnscannable, "encrypted PDF that could not be opened")
-		} else {
+		case pw != nil:
+			f.Decrypted, f.PasswordSource = true, pw.Source
+			switch pw.Source {
+			case SourceBody:
+				f.addFinding(reason.PasswordFoundBody, "PDF opened with a password found in the message text")
+			case SourceThread:
+				f.addFinding(reason.PasswordFoundThread, "PDF opened with a password from the conversation")
+			}
+		default:
 			f.Decrypted = true // empty user password: pdfcpu read the objects
 		}
 	}
@@ -125,14 +160,21 @@ func (w *walker) pdf(f *File) error {
 	return nil
 }
 
-// scanPDF reads the PDF with pdfcpu and visits every object.
-func scanPDF(b []byte, maxEmbedded int64) (sc *pdfScan, err error) {
+// pdfUserPassword is Features.EncryptedDoc of a PDF that needs a
+// document open password none of the candidates was.
+const pdfUserPassword = "pdf-user-password"
+
+// scanPDF reads the PDF with pdfcpu (with password as the user and owner
+// password; "" for none) and visits every object.
+func scanPDF(b []byte, maxEmbedded int64, password string) (sc *pdfScan, err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			err = fmt.Errorf("pdfcpu panic: %v", v)
 		}
 	}()
-	ctx, err := api.ReadContext(bytes.NewReader(b), pdfConfig())
+	conf := pdfConfig()
+	conf.UserPW, conf.OwnerPW = password, password
+	ctx, err := api.ReadContext(bytes.NewReader(b), conf)
 	if err != nil {
 		return nil, err
 	}

@@ -159,4 +159,18 @@ func TestPDFEncrypted(t *testing.T) {
 	}
 	wantTag(t, f.Findings, reason.PDFActiveContent)
 	wantNoTag(t, f.Findings, reason.EncryptedUnscannable)
+	// The open password in the body (PPAP with a PDF): opened, inspected.
+	res = walk(t, mkMessage("x", textPart("資料を送付します。\r\nパスワード：user-secret\r\n"), attachment("locked.pdf", "application/pdf", encrypt("user-secret"))), Options{})
+	f = file(t, res, "locked.pdf")
+	if !f.Encrypted || !f.Decrypted || f.PasswordSource != SourceBody || f.Features.PDF.Method != "pdfcpu" {
+		t.Errorf("body password: encrypted=%v decrypted=%v source=%q %+v", f.Encrypted, f.Decrypted, f.PasswordSource, f.Findings)
+	}
+	wantTag(t, f.Findings, reason.PDFActiveContent)
+	wantTag(t, f.Findings, reason.PasswordFoundBody)
+	wantNoTag(t, f.Findings, reason.EncryptedUnscannable)
+	// Without it the PDF is locked, so a password mail is waited for.
+	res = walk(t, mkMessage("x", textPart("password follows"), attachment("locked.pdf", "application/pdf", encrypt("user-secret"))), Options{})
+	if f = file(t, res, "locked.pdf"); !f.Locked() {
+		t.Errorf("user-password PDF not locked: %+v %+v", f.Features, f.Findings)
+	}
 }
