@@ -16,8 +16,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -243,6 +243,9 @@ type Header struct {
 	InReplyTo  []string  `json:"in_reply_to,omitempty"`
 	References []string  `json:"references,omitempty"`
 	Date       time.Time `json:"date,omitzero"`
+	// List is set when the message says it came through a mailing list
+	// (List-Id or List-Post), which rewrites From on its members' behalf.
+	List bool `json:"list,omitempty"`
 }
 
 // Address is one decoded mailbox.

@@ -24,6 +24,7 @@ func decodeHeader(e *entity) Header {
 	h.MessageID = firstID(e.get("message-id"))
 	h.InReplyTo = msgIDs(e.get("in-reply-to"))
 	h.References = msgIDs(strings.Join(e.getAll("references"), " "))
+	h.List = e.get("list-id") != "" || e.get("list-post") != ""
 	if d := e.get("date"); d != "" {
 		if t, err := mail.ParseDate(d); err == nil {
 			h.Date = t.UTC()

@@ -175,7 +175,8 @@ func (g *Gateway) stageThread(ctx context.Context, st *stages, env Envelope, msg
 func threadMessage(env Envelope, rep *Report) thread.Message {
 	h := rep.Header
 	m := thread.Message{ID: env.ID, Direction: thread.Direction(env.Direction), At: env.Received, MailFrom: env.MailFrom,
-		Rcpts: env.Rcpts, MessageID: h.MessageID, InReplyTo: h.InReplyTo, References: h.References, Subject: h.Subject}
+		Rcpts: env.Rcpts, MessageID: h.MessageID, InReplyTo: h.InReplyTo, References: h.References, Subject: h.Subject,
+		List: h.List}
 	if m.At.IsZero() {
 		m.At = time.Now()
 	}

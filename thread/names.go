@@ -147,3 +147,30 @@ func MatchVIP(display string, vips []string) (string, bool) {
 	}
 	return "", false
 }
+
+// addressesIn finds the addr-specs written in a display name, after NFKC
+// (full-width "＠" and letters count): "yamada@corp.example (社長)".
+func addressesIn(name string) []string {
+	if name == "" {
+		return nil
+	}
+	n := norm.NFKC.String(name)
+	if !strings.Contains(n, "@") {
+		return nil
+	}
+	var out []string
+	for _, tok := range strings.FieldsFunc(n, func(r rune) bool {
+		return r == ' ' || r == '\t' || r == '"' || r == '\'' || r == '<' || r == '>' || r == '(' || r == ')' ||
+			r == '[' || r == ']' || r == ',' || r == ';' || r == ':' || r == '　' || r == '「' || r == '」'
+	}) {
+		i := strings.LastIndexByte(tok, '@')
+		if i <= 0 || i == len(tok)-1 || !strings.Contains(tok[i+1:], ".") {
+			continue
+		}
+		out = append(out, strings.ToLower(strings.TrimRight(tok, ".")))
+		if len(out) == 8 {
+			break
+		}
+	}
+	return out
+}

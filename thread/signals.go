@@ -38,6 +38,7 @@ type Message struct {
 	References []string
 	Subject    string
 	Flags      Flags
+	List       bool // came through a mailing list (List-Id, List-Post)
 }
 
 // maxRefs bounds the ids of a reply looked up.
@@ -365,6 +366,19 @@ func (c *Config) relationship(m *Message, h *History, s *Signals) {
 // impersonation: a VIP's display name, or one of our users' names seen on
 // outbound mail, on mail from an external address.
 func (c *Config) impersonation(m *Message, h *History, s *Signals) {
+	// "keiri@corp.example" <someone@elsewhere>: a client that shows only
+	// the name shows one of our own addresses. Mailing lists write
+	// "'user@corp.example' via List" for members' posts, so list mail is
+	// left out.
+	if !m.List {
+		for _, a := range addressesIn(m.From.Name) {
+			if c.Local(a) && !strings.EqualFold(a, m.Correspondent()) {
+				s.Findings = append(s.Findings, reason.Finding{Tag: reason.DisplayNameImpersonation,
+					Detail: fmt.Sprintf("display name shows our address %s, on mail from external address %s", a, m.Correspondent())})
+				return
+			}
+		}
+	}
 	if v, ok := MatchVIP(m.From.Name, c.VIPNames); ok {
 		s.Findings = append(s.Findings, reason.Finding{Tag: reason.DisplayNameImpersonation,
 			Detail: fmt.Sprintf("display name %q matches VIP %q on mail from external address %s", clipName(m.From.Name), v, m.Correspondent())})

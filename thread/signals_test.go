@@ -2,6 +2,7 @@ package thread
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -433,6 +434,24 @@ func TestImpersonationAndTrap(t *testing.T) {
 	fake.From.Name = "Suzuki Hanako"
 	if s := f.analyze(fake); !tags(s)[reason.DisplayNameImpersonation] {
 		t.Errorf("internal name: %+v", s)
+	}
+	// One of our addresses as the display name of an outside address.
+	for i, name := range []string{"keiri@corp.example", "ＫＥＩＲＩ＠ｃｏｒｐ．ｅｘａｍｐｌｅ", "経理部 (keiri@corp.example)"} {
+		sp := f.msg(fmt.Sprintf("d%d", i), Inbound, "x@evil.example", bob, 0)
+		sp.From.Name = name
+		if s := f.analyze(sp); !tags(s)[reason.DisplayNameImpersonation] {
+			t.Errorf("display name %q: %+v", name, s)
+		}
+	}
+	for i, c := range []struct {
+		name string
+		list bool
+	}{{"keiri@corp.example", true}, {"sato@partner.example", false}, {"Sato", false}} {
+		ok := f.msg(fmt.Sprintf("e%d", i), Inbound, "x@evil.example", bob, 0)
+		ok.From.Name, ok.List = c.name, c.list
+		if s := f.analyze(ok); tags(s)[reason.DisplayNameImpersonation] {
+			t.Errorf("display name %q (list %v) reported: %+v", c.name, c.list, s)
+		}
 	}
 	// A flagged sender.
 	if err := f.st.Flag(context.Background(), "spammer@bad.example", f.now, "trap"); err != nil {
