@@ -270,3 +270,27 @@ func TestScriptAndImageTypes(t *testing.T) {
 		}
 	}
 }
+
+// TestLaunchers: files that run or fetch code when opened, whatever their
+// text says, are executables; a compiled help file is one by content.
+func TestLaunchers(t *testing.T) {
+	for _, name := range []string{"請求書.url", "shared.search-ms", "conn.rdp", "x.library-ms", "console.msc", "q.iqy", "app.appinstaller", "setup.msix", "INVOICE.URL", "doc.url "} {
+		res := walk(t, mkMessage("x", attachment(name, "application/octet-stream", []byte("[InternetShortcut]\r\nURL=file://198.51.100.1/share/x.exe\r\n"))), Options{})
+		f := file(t, res, name)
+		if !strings.HasPrefix(f.Features.Executable, "launcher:") {
+			t.Errorf("%s: executable %q", name, f.Features.Executable)
+		}
+		wantTag(t, f.Findings, reason.ExecAttachment)
+	}
+	chm := append([]byte("ITSF\x03\x00\x00\x00\x60\x00\x00\x00\x01\x00\x00\x00"), make([]byte, 200)...)
+	res := walk(t, mkMessage("x", attachment("manual.bin", "application/octet-stream", chm)), Options{})
+	if f := file(t, res, "manual.bin"); f.Features.Executable != "chm" {
+		t.Errorf("chm: type %q executable %q", f.Type, f.Features.Executable)
+	}
+	for _, name := range []string{"notes.txt", "report.pdf", "example.com.txt"} {
+		res := walk(t, mkMessage("x", attachment(name, "application/octet-stream", []byte("plain words\r\n"))), Options{})
+		if f := file(t, res, name); f.Features.Executable != "" {
+			t.Errorf("%s: executable %q", name, f.Features.Executable)
+		}
+	}
+}

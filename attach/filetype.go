@@ -139,7 +139,24 @@ func utf16le(s string) []byte {
 	return out
 }
 
-// executableKind returns "pe", "elf", "macho", "msi", "script:<ext>" or "".
+// launcherExts are Windows file types that carry no code of their own but
+// run or fetch some when opened, each used in campaigns since 2022: an
+// Internet shortcut to a file:// or WebDAV payload (CVE-2023-36025,
+// CVE-2024-21412), search-ms and library-ms views of an attacker's share,
+// settingcontent-ms, an RDP connection that maps the victim's drives to
+// the attacker's server (2024), ClickOnce and App Installer manifests,
+// MMC consoles (GrimResource), Excel web queries and SYLK with DDE, and
+// .reg imports. Their content is text that sniffing cannot tell from
+// any other, so the name decides.
+var launcherExts = map[string]bool{
+	"url": true, "website": true, "library-ms": true, "search-ms": true, "searchconnector-ms": true,
+	"settingcontent-ms": true, "rdp": true, "application": true, "appref-ms": true, "appinstaller": true,
+	"msc": true, "iqy": true, "slk": true, "reg": true, "inf": true,
+	"msix": true, "msixbundle": true, "appx": true, "appxbundle": true,
+}
+
+// executableKind returns "pe", "elf", "macho", "msi", "jar", "chm",
+// "script:<ext>", "launcher:<ext>" or "".
 func executableKind(typ, name string) string {
 	switch typ {
 	case typePE, "application/x-msdownload", "application/x-dosexec":
@@ -153,8 +170,13 @@ func executableKind(typ, name string) string {
 		return "msi"
 	case "application/java-archive", "application/x-java-applet":
 		return "jar"
+	case "application/vnd.ms-htmlhelp", "application/x-chm":
+		return "chm"
 	}
 	ext := extOf(name)
+	if launcherExts[ext] {
+		return "launcher:" + ext
+	}
 	if _, ok := scriptExts[ext]; ok {
 		switch ext {
 		case "js", "jse", "vbs", "vbe", "wsf", "wsh", "wsc", "sct", "hta", "ps1", "psm1", "psd1", "bat", "cmd":
