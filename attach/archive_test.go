@@ -4,6 +4,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 
 	diskfile "github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/filesystem/iso9660"
+	"golang.org/x/text/encoding/japanese"
 
 	"github.com/mailguard/mailguard/reason"
 )
@@ -333,4 +335,46 @@ func TestLNKInISO(t *testing.T) {
 	if lnk.Features.LNK == nil || !strings.Contains(lnk.Features.LNK.Target, "cmd.exe") {
 		t.Errorf("lnk %+v", lnk.Features.LNK)
 	}
+}
+
+// cp932Zip is a zip as Windows Explorer in Japan writes it: names in
+// CP932 with no UTF-8 flag. Go's writer always flags non-ASCII names, so
+// the names are written as same-length ASCII and replaced afterwards.
+func cp932Zip(t *testing.T, files map[string][]byte) []byte {
+	t.Helper()
+	enc := japanese.ShiftJIS.NewEncoder()
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	var swaps [][2][]byte
+	i := 0
+	for name, data := range files {
+		raw, err := enc.Bytes([]byte(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ph := []byte(fmt.Sprintf("%c%s", 'A'+i, strings.Repeat("x", len(raw)-1)))
+		i++
+		w, err := zw.CreateHeader(&zip.FileHeader{Name: string(ph), Method: zip.Store})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write(data)
+		swaps = append(swaps, [2][]byte{ph, raw})
+	}
+	zw.Close()
+	b := buf.Bytes()
+	for _, s := range swaps {
+		b = bytes.ReplaceAll(b, s[0], s[1])
+	}
+	return b
+}
+
+// TestZipCP932Names: names decode whole, including 表 whose second byte
+// is a back slash.
+func TestZipCP932Names(t *testing.T) {
+	z := cp932Zip(t, map[string][]byte{"見積表/請求書.pdf.exe": minimalPE()})
+	res := walk(t, mkMessage("x", attachment("a.zip", "application/zip", z)), Options{})
+	f := file(t, res, "a.zip/見積表/請求書.pdf.exe")
+	wantTag(t, f.Findings, reason.DoubleExtension)
+	wantTag(t, f.Findings, reason.ExecAttachment)
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/mailguard/mailguard/attach/archive"
 	"github.com/mailguard/mailguard/reason"
@@ -84,7 +85,7 @@ func (w *walker) archiveAs(f *File, format string) error {
 			nonFiles = append(nonFiles, e.Name)
 			return nil
 		}
-		child, err := w.addFile(fileSpec{parent: f, name: e.Name, inArc: true}, r)
+		child, err := w.addFile(fileSpec{parent: f, name: entryName(e.Name), inArc: true}, r)
 		if err != nil {
 			childErr = err
 			return err
@@ -156,7 +157,7 @@ func (w *walker) archiveFindings(f *File, res archive.Result, sources map[Passwo
 			if i >= 50 {
 				break
 			}
-			names = append(names, sanitizePath(n))
+			names = append(names, sanitizePath(entryName(n)))
 		}
 		f.Features.Entries = names
 		d := fmt.Sprintf("%d encrypted entries could not be decrypted", len(res.Locked))
@@ -197,9 +198,22 @@ func (w *walker) archiveFindings(f *File, res archive.Result, sources map[Passwo
 	}
 }
 
+// entryName is an archive entry's name in UTF-8. Zip archives made by
+// Windows in Japan store names in CP932 without the UTF-8 flag (and old
+// RAR and tar archives in whatever the system used): names that are not
+// UTF-8 go through decodeRaw, which tries Shift_JIS and EUC-JP before
+// Windows-1252. CP932 must be decoded before the name is split into
+// components: the second byte of 表, ソ or 能 is a back slash.
+func entryName(name string) string {
+	if utf8.ValidString(name) {
+		return name
+	}
+	return decodeRaw(name)
+}
+
 func problemText(p archive.Problem) string {
 	if p.Entry == "" {
 		return string(p.Kind) + ": " + clip(p.Detail, 200)
 	}
-	return string(p.Kind) + ": " + sanitizePath(p.Entry) + ": " + clip(p.Detail, 200)
+	return string(p.Kind) + ": " + sanitizePath(entryName(p.Entry)) + ": " + clip(p.Detail, 200)
 }
