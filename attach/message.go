@@ -141,6 +141,21 @@ func (w *walker) body(ra io.ReaderAt, e *entity, parent *File) error {
 	if cut {
 		raw = raw[:limit]
 	}
+	if cs := strings.ToLower(e.params["charset"]); !strings.HasPrefix(cs, "utf-16") && !strings.HasPrefix(cs, "utf-32") &&
+		!strings.HasPrefix(cs, "ucs-") && binaryBody(raw) {
+		// Declared as text but a program, archive or document: no
+		// client shows it as text that could be read, and a client that
+		// lists it as an attachment hands it to whatever opens it. It is
+		// inspected as the file it is.
+		f, err := w.addFile(fileSpec{parent: parent, display: "part" + partName(e) + ".bin", hint: int64(len(raw))}, bytes.NewReader(raw))
+		if err != nil || f == nil {
+			return err
+		}
+		for _, p := range report() {
+			f.addDefect("part "+partName(e)+": "+p.text, p.minor)
+		}
+		return w.inspect(f)
+	}
 	ctype := e.ctype
 	if ctype == "" {
 		ctype = "text/plain"
@@ -176,6 +191,14 @@ func (w *walker) body(ra io.ReaderAt, e *entity, parent *File) error {
 		return w.uuFiles(raw, parent)
 	}
 	return nil
+}
+
+// binaryBody reports decoded body bytes that are not text: a NUL in the
+// first 4 KiB (no 8-bit text charset has one; the caller leaves UTF-16
+// and UTF-32 out), or the start of a PDF or RTF document.
+func binaryBody(b []byte) bool {
+	head := b[:min(len(b), 4096)]
+	return bytes.IndexByte(head, 0) >= 0 || bytes.HasPrefix(b, []byte("%PDF-")) || bytes.HasPrefix(b, []byte("{\\rtf"))
 }
 
 // readAllHint reads r to its end into a buffer of size bytes to start

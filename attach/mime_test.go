@@ -288,6 +288,9 @@ func TestMalformedSeverity(t *testing.T) {
 		{"two differing encodings", mkMessage("x", part{header: "Content-Type: application/octet-stream; name=a.bin\r\nContent-Transfer-Encoding: 7bit\r\nContent-Transfer-Encoding: base64\r\n", body: pe}), true},
 		{"padding inside base64", mkMessage("x", part{header: "Content-Type: application/octet-stream; name=a.bin\r\nContent-Transfer-Encoding: base64\r\n", body: "aGVsbG8=\r\n" + pe}), true},
 		{"unknown transfer encoding", mkMessage("x", part{header: "Content-Type: application/octet-stream; name=a.bin\r\nContent-Transfer-Encoding: base65\r\n", body: "x"}), true},
+		{"boundary in another letter case", []byte("From: a@b\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n--b\r\nContent-Type: application/octet-stream; name=a.exe\r\nContent-Transfer-Encoding: base64\r\n\r\n" + pe + "\r\n--b--\r\n"), true},
+		{"other delimiter-like lines", []byte("From: a@b\r\nContent-Type: multipart/mixed; boundary=X_\r\n\r\n--X\r\nContent-Type: text/plain\r\n\r\nhi\r\n--X--\r\n"), true},
+		{"multipart body with no delimiter at all", []byte("From: a@b\r\nContent-Type: multipart/mixed; boundary=X\r\n\r\nHi,\r\n[Non-text part of message omitted]\r\n"), false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			res := walk(t, c.raw, Options{})
@@ -316,5 +319,18 @@ func TestMalformedSeverity(t *testing.T) {
 	res = walk(t, mkMessage("x", part{header: "Content-Type: application/octet-stream; name=a.bin\r\nContent-Transfer-Encoding: base64\r\n", body: "aGVsbG8=\r\n" + pe}), Options{})
 	if got := file(t, res, "a.bin").data; !bytes.Equal(got, append([]byte("hello"), minimalPE()...)) {
 		t.Errorf("pasted pieces decoded to %d bytes, not hello + the executable", len(got))
+	}
+}
+
+// A part declared as text that is a program is inspected as the program;
+// UTF-16 text (NULs and all) stays a body.
+func TestBinaryBody(t *testing.T) {
+	pe := base64.StdEncoding.EncodeToString(minimalPE())
+	res := walk(t, mkMessage("x", part{header: "Content-Type: text/plain\r\nContent-Disposition: inline\r\nContent-Transfer-Encoding: base64\r\n", body: pe}), Options{})
+	wantTag(t, file(t, res, "part1.bin").Findings, reason.ExecAttachment)
+	u16 := base64.StdEncoding.EncodeToString([]byte("h\x00e\x00l\x00l\x00o\x00"))
+	res = walk(t, mkMessage("x", part{header: "Content-Type: text/plain; charset=utf-16le\r\nContent-Transfer-Encoding: base64\r\n", body: u16}), Options{})
+	if len(res.Files) != 0 || len(res.Bodies) != 1 {
+		t.Errorf("UTF-16 body: %d files, %d bodies", len(res.Files), len(res.Bodies))
 	}
 }

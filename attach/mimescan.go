@@ -83,6 +83,7 @@ type frame struct {
 	ent      *entity
 	boundary string
 	closed   bool
+	strays   int // lines starting with "--" that were no delimiter of it
 }
 
 type scanState int
@@ -105,6 +106,7 @@ type mimeScanner struct {
 	hdr       bytes.Buffer
 	hdrOver   bool
 	lineStart bool
+	caseNoted bool // a case-folded delimiter was reported
 }
 
 // scanMIME parses the structure of the message in ra[0:size] in one pass.
@@ -120,7 +122,18 @@ func scanMIME(ra io.ReaderAt, size int64, maxParts, maxDepth int) *mimeScan {
 			start := off
 			off += int64(len(line))
 			if sc.lineStart && len(sc.stack) > 0 && len(line) > 2 && line[0] == '-' && line[1] == '-' {
-				if i, closing := matchBoundary(sc.stack, line); i >= 0 {
+				i, closing := matchBoundary(sc.stack, line)
+				if i < 0 {
+					sc.stack[len(sc.stack)-1].strays++
+				}
+				if i < 0 && !sc.caseNoted && foldedBoundary(sc.stack, line) {
+					// Boundaries are case-sensitive (RFC 2046), but not
+					// to every reader: one may see parts here that were
+					// not read as parts.
+					sc.caseNoted = true
+					sc.problem("part %s: a delimiter line differs from the boundary only in letter case", partName(sc.cur))
+				}
+				if i >= 0 {
 					if !sc.boundary(i, closing, start) {
 						return sc.s
 					}
@@ -290,9 +303,21 @@ func (sc *mimeScanner) eof(off int64) {
 		}
 	}
 	for j := len(sc.stack) - 1; j >= 0; j-- {
-		if !sc.stack[j].closed {
+		switch fr := sc.stack[j]; {
+		case fr.ent.nchild == 0 && fr.strays == 0:
+			// Not a line of its body looks like a delimiter: no reader
+			// finds parts in it. It is read as one part (a list that
+			// dropped the attachments leaves such messages).
+			sc.minor("part %s: boundary %q never appears; the body was read as one part", partName(fr.ent), fr.boundary)
+			fr.ent.kind = kindLeaf
+		case fr.ent.nchild == 0:
+			// Lines that look like delimiters, none of them this one:
+			// readers that match more loosely find parts mailguard did
+			// not read.
+			sc.problem("part %s: boundary %q never appears, but other delimiter-like lines do; the content was not read as parts", partName(fr.ent), fr.boundary)
+		case !fr.closed:
 			// Every reader ends it at the end of the message.
-			sc.minor("part %s: boundary %q not closed", partName(sc.stack[j].ent), sc.stack[j].boundary)
+			sc.minor("part %s: boundary %q not closed", partName(fr.ent), fr.boundary)
 		}
 		sc.stack[j].ent.bodyEnd = off
 	}
@@ -325,6 +350,21 @@ func eolLen(line []byte) int64 {
 
 func isBlankLine(line []byte) bool {
 	return len(bytes.TrimRight(line, "\r\n")) == 0
+}
+
+// foldedBoundary reports a line that would be a delimiter of an open
+// multipart if letter case were ignored.
+func foldedBoundary(stack []*frame, line []byte) bool {
+	rest := line[2:]
+	for _, f := range stack {
+		if len(rest) >= len(f.boundary) && bytes.EqualFold(rest[:len(f.boundary)], []byte(f.boundary)) {
+			tail := bytes.TrimPrefix(rest[len(f.boundary):], []byte("--"))
+			if len(bytes.Trim(tail, " \t\r\n")) == 0 {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // matchBoundary finds the innermost open multipart whose boundary the line
