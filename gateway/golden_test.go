@@ -89,6 +89,7 @@ var goldenCases = []struct {
 	{"33-sandbox-timeout", reason.SandboxTimeout, policy.Quarantine},
 	{"34-sandbox-pending", reason.ExecAttachment, policy.Hold},
 	{"35-malformed-minor", reason.MalformedMIME, policy.Deliver},
+	{"36-remote-template", reason.RemoteTemplate, policy.Quarantine},
 	// 40–49 are kept for the conversation tags (thread_hijack,
 	// first_contact_attachment, lookalike_domain,
 	// display_name_impersonation, password_found_thread), whose stage is

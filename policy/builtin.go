@@ -110,7 +110,7 @@ rule "builtin-archive-pending" {
 
 # Without a sandbox, what would have been detonated is stopped instead.
 rule "builtin-active-content-unjudged" {
-  when   = !sandbox.configured && has("exec_attachment", "lnk_in_container", "onenote_embedded_file", "html_smuggling", "macro_document")
+  when   = !sandbox.configured && has("exec_attachment", "lnk_in_container", "onenote_embedded_file", "html_smuggling", "macro_document", "remote_template")
   action = "quarantine"
 }
 

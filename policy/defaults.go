@@ -101,4 +101,5 @@ var DefaultWeights = map[reason.Tag]float64{
 	reason.URLBlocklisted:           6,
 	reason.HTMLSmuggling:            6,
 	reason.MalformedMIME:            2,
+	reason.RemoteTemplate:           6,
 }

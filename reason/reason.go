@@ -54,6 +54,11 @@ const (
 const (
 	// BlockedFile: a file's SHA-256 is on the policy's block list.
 	BlockedFile Tag = "blocked_file"
+	// RemoteTemplate: an Office document loads a template, object or
+	// frame from outside when opened (template injection, Follina's
+	// ms-msdt: object), or points at a UNC path that leaks the user's
+	// NTLM hash.
+	RemoteTemplate Tag = "remote_template"
 )
 
 // Contract lists the DESIGN.md tags in the order the document gives them.
@@ -71,7 +76,7 @@ var Contract = []Tag{
 }
 
 // Extra lists tags mailguard added after the DESIGN.md list. Append only.
-var Extra = []Tag{BlockedFile}
+var Extra = []Tag{BlockedFile, RemoteTemplate}
 
 // Known reports whether t is a tag of the vocabulary.
 func Known(t Tag) bool {
