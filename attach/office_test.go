@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/zlib"
 	"encoding/binary"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -261,4 +262,26 @@ func TestRemoteTemplate(t *testing.T) {
 			t.Errorf("%s: remote_template %v, want %v (%+v)", c.name, got, c.want, f.Findings)
 		}
 	}
+}
+
+// TestEquationEditor: the CVE-2017-11882 carrier in RTF (named, or only
+// in the object's bytes behind a broken header) and in a .doc.
+func TestEquationEditor(t *testing.T) {
+	hexOf := func(b []byte) string { return fmt.Sprintf("%x", b) }
+	named := `{\rtf1{\object\objemb\objw100\objh100{\*\objclass Equation.3}{\*\objdata 0105000002000000}}}`
+	hidden := `{\rtf1{\object\objupdate{\*\objdata 01050000020000000b000000` + hexOf([]byte("EqUaTiOn.3\x00")) + `ffffffff` + "\r\n" + hexOf(equationCLSID) + `}}}`
+	for name, doc := range map[string]string{"named.rtf": named, "hidden.rtf": hidden} {
+		res := walk(t, mkMessage("x", attachment(name, "application/rtf", []byte(doc))), Options{})
+		wantTag(t, file(t, res, name).Findings, reason.ExploitObject)
+	}
+	plain := `{\rtf1{\object\objemb{\*\objclass Word.Document.8}{\*\objdata 0105000002000000}}}`
+	res := walk(t, mkMessage("x", attachment("plain.rtf", "application/rtf", []byte(plain))), Options{})
+	wantNoTag(t, file(t, res, "plain.rtf").Findings, reason.ExploitObject)
+
+	fib := make([]byte, 1024)
+	binary.LittleEndian.PutUint16(fib, 0xA5EC)
+	doc := buildCFB([]cfbEntry{{path: "WordDocument", data: fib}, {path: "1Table", data: make([]byte, 100)},
+		{path: "ObjectPool/_1234567890/Equation Native", data: make([]byte, 200)}}, nil)
+	res = walk(t, mkMessage("x", attachment("a.doc", "application/msword", doc)), Options{})
+	wantTag(t, file(t, res, "a.doc").Findings, reason.ExploitObject)
 }

@@ -94,6 +94,12 @@ func (w *walker) ole(f *File) error {
 	if err := w.oleEncryption(f, d); err != nil {
 		return err
 	}
+	for _, e := range d.entries {
+		if !isStorage(e) && strings.EqualFold(e.Name, "Equation Native") {
+			f.addFinding(reason.ExploitObject, "Equation Editor 3.0 object ("+sanitizePath(entryPath(e))+"), an exploit carrier")
+			break
+		}
+	}
 	if err := w.vbaProjects(f, d, ""); err != nil {
 		return err
 	}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+
+	"github.com/mailguard/mailguard/reason"
 )
 
 // RTFObjects returns the OLE1 objects of an RTF document (\objdata hex
@@ -130,6 +132,9 @@ func (w *walker) rtf(f *File) error {
 	if !ok {
 		return nil
 	}
+	if d := rtfEquation(doc); d != "" {
+		f.addFinding(reason.ExploitObject, d)
+	}
 	objs := RTFObjects(doc, 32)
 	for i, o := range objs {
 		if w.stopped() {
@@ -148,4 +153,52 @@ func (w *walker) rtf(f *File) error {
 		}
 	}
 	return nil
+}
+
+// equationCLSID is Equation Editor 3.0's class id as stored (little-endian
+// fields): {0002CE02-0000-0000-C000-000000000046}.
+var equationCLSID = []byte{0x02, 0xce, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0xc0, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x46}
+
+// rtfEquation reports an Equation Editor object in an RTF document: an
+// \objclass naming it, or an \objdata blob whose bytes carry its class
+// name or class id. Exploit documents break the OLE1 header so that
+// parsers give up; the bytes are searched, not parsed.
+func rtfEquation(doc []byte) string {
+	if i := indexFold(doc, []byte(`\objclass`)); i >= 0 {
+		if hasEquation(doc[i:min(len(doc), i+64)]) {
+			return "RTF object of class Equation (Equation Editor 3.0, an exploit carrier)"
+		}
+	}
+	off := 0
+	for n := 0; n < 64; n++ {
+		i := bytes.Index(doc[off:], []byte(`\objdata`))
+		if i < 0 {
+			break
+		}
+		off += i + len(`\objdata`)
+		raw := rtfHex(doc[off:])
+		if hasEquation(raw) || bytes.Contains(raw, equationCLSID) {
+			return "RTF object data of Equation Editor 3.0 (an exploit carrier)"
+		}
+	}
+	return ""
+}
+
+func hasEquation(b []byte) bool {
+	return indexFold(b, []byte("equation.3")) >= 0 || indexFold(b, []byte("equation.dsmt")) >= 0 ||
+		indexFold(b, []byte("equation native")) >= 0
+}
+
+// indexFold is bytes.Index ignoring ASCII letter case.
+func indexFold(b, sub []byte) int {
+	if len(sub) == 0 {
+		return 0
+	}
+	first := sub[0] | 0x20
+	for i := 0; i+len(sub) <= len(b); i++ {
+		if b[i]|0x20 == first && bytes.EqualFold(b[i:i+len(sub)], sub) {
+			return i
+		}
+	}
+	return -1
 }

@@ -369,6 +369,14 @@ l.click();
 			parts: []mimePart{attachment("会議資料.docx", "application/vnd.openxmlformats-officedocument.wordprocessingml.document", docx)}}
 		return goldenFiles{eml: m.bytes()}
 	}},
+	// An RTF with an Equation Editor object (the CVE-2017-11882 shape).
+	{"37-exploit-object", func(t *testing.T, k *kit) goldenFiles {
+		rtf := `{\rtf1\ansi{\fonttbl{\f0 MS Mincho;}}\f0 Order list\par{\object\objemb\objw380\objh260{\*\objclass Equation.3}` +
+			`{\*\objdata 01050000020000000b0000004571756174696f6e2e33000000000000000000000c0000001c000000020000000000}}}`
+		m := letter{id: "37-exploit-object", subject: "注文書", text: "注文書を送付します。\r\n",
+			parts: []mimePart{attachment("注文書.rtf", "application/rtf", []byte(rtf))}}
+		return goldenFiles{eml: m.bytes()}
+	}},
 }
 
 // goldenSandbox configures a sandbox that is never contacted: golden

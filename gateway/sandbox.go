@@ -35,7 +35,7 @@ func fileClasses(f *attach.File) map[string]bool {
 		switch fd.Tag {
 		case reason.ExecAttachment:
 			c["executable"], c["script"] = true, true
-		case reason.MacroDocument, reason.RemoteTemplate:
+		case reason.MacroDocument, reason.RemoteTemplate, reason.ExploitObject:
 			c["macro_document"] = true
 		case reason.PDFActiveContent:
 			c["pdf_active"] = true

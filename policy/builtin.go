@@ -54,6 +54,13 @@ rule "builtin-malware" {
   action = "quarantine"
 }
 
+# Equation Editor objects: removed from Office in 2018, used only by
+# exploits since.
+rule "builtin-exploit-object" {
+  when   = has("exploit_object")
+  action = "quarantine"
+}
+
 rule "builtin-archive-bomb" {
   when   = has("archive_bomb", "archive_depth")
   action = "quarantine"

@@ -102,4 +102,5 @@ var DefaultWeights = map[reason.Tag]float64{
 	reason.HTMLSmuggling:            6,
 	reason.MalformedMIME:            2,
 	reason.RemoteTemplate:           6,
+	reason.ExploitObject:            8,
 }

@@ -59,6 +59,11 @@ const (
 	// ms-msdt: object), or points at a UNC path that leaks the user's
 	// NTLM hash.
 	RemoteTemplate Tag = "remote_template"
+	// ExploitObject: a document carries an object of a class that only
+	// exploits use today: Equation Editor 3.0 (CVE-2017-11882,
+	// CVE-2018-0802), removed from Office in 2018 and still in RTF and
+	// .doc attacks on Japanese organisations.
+	ExploitObject Tag = "exploit_object"
 )
 
 // Contract lists the DESIGN.md tags in the order the document gives them.
@@ -76,7 +81,7 @@ var Contract = []Tag{
 }
 
 // Extra lists tags mailguard added after the DESIGN.md list. Append only.
-var Extra = []Tag{BlockedFile, RemoteTemplate}
+var Extra = []Tag{BlockedFile, RemoteTemplate, ExploitObject}
 
 // Known reports whether t is a tag of the vocabulary.
 func Known(t Tag) bool {
