@@ -281,3 +281,20 @@ func benchMessage() string {
 		strings.Repeat("Please find the figures attached.\r\n", 20) + "--b1\r\nContent-Type: application/zip; name=f.zip\r\n" +
 		"Content-Transfer-Encoding: base64\r\n\r\n" + body.String() + "--b1--\r\n"
 }
+
+func TestMboxFromLine(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want int64
+	}{
+		{"From sender@example.org Mon Jun  2 10:00:00 2025\nFrom: a@b\n\nhi\n", 49},
+		{"From sender@example.org Mon Jun  2 10:00:00 2025\r\nReceived: x\r\n\r\n", 50},
+		{"From: a@b\n\nhi\n", 0},
+		{"From someone\nnot a header line\n", 0},
+		{"Subject: x\n\n", 0},
+	} {
+		if got := mboxFromLine(strings.NewReader(c.in)); got != c.want {
+			t.Errorf("mboxFromLine(%q) = %d, want %d", c.in, got, c.want)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
@@ -86,7 +87,9 @@ func scanFile(g *gateway.Gateway, name string, env gateway.Envelope, asJSON bool
 	if err != nil {
 		return err
 	}
-	rep, err := g.Inspect(context.Background(), env, f, info.Size(), gateway.InspectOptions{Offline: true})
+	skip := mboxFromLine(f)
+	msg := io.NewSectionReader(f, skip, info.Size()-skip)
+	rep, err := g.Inspect(context.Background(), env, msg, info.Size()-skip, gateway.InspectOptions{Offline: true})
 	if err != nil {
 		return err
 	}
@@ -99,6 +102,32 @@ func scanFile(g *gateway.Gateway, name string, env gateway.Envelope, asJSON bool
 	}
 	printReport(stdout, name, rep)
 	return nil
+}
+
+// mboxFromLine is the length of an mbox "From " separator line at the
+// start of a saved message (Thunderbird, mutt and formail keep it when
+// they save one message from a mailbox), or 0. It is not part of the
+// message: SMTP never carries it, and left in, it is a malformed header
+// line that no real delivery would show.
+func mboxFromLine(r io.ReaderAt) int64 {
+	var head [1024]byte
+	n, _ := r.ReadAt(head[:], 0)
+	b := head[:n]
+	if !bytes.HasPrefix(b, []byte("From ")) {
+		return 0
+	}
+	i := bytes.IndexByte(b, '\n')
+	if i < 0 {
+		return 0
+	}
+	// The next line must be a header field for the first to be a
+	// separator and not the start of a broken header.
+	rest := b[i+1:]
+	colon := bytes.IndexByte(rest, ':')
+	if colon <= 0 || bytes.ContainsAny(rest[:colon], " \t\r\n") {
+		return 0
+	}
+	return int64(i + 1)
 }
 
 // printReport is the human form of a decision.
