@@ -229,7 +229,7 @@ func TestPPTVBA(t *testing.T) {
 }
 
 // docxWithRels is a minimal docx whose document relationships are rels.
-func docxWithRels(t *testing.T, rels string) []byte {
+func docxWithRels(t testing.TB, rels string) []byte {
 	files := map[string][]byte{
 		"[Content_Types].xml":          []byte(`<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Override PartName="/word/document.xml" ContentType="application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/></Types>`),
 		"_rels/.rels":                  []byte(`<Relationships/>`),
