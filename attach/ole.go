@@ -200,14 +200,8 @@ func (w *walker) decryptOffice(f *File, d *oleDoc) (bool, error) {
 		if err != nil || child == nil {
 			return true, err
 		}
-		f.Decrypted, f.PasswordSource = true, p.Source
+		f.openedWith(p.Source, "Office document")
 		child.Decrypted, child.PasswordSource = true, p.Source
-		switch p.Source {
-		case SourceBody:
-			f.addFinding(reason.PasswordFoundBody, "Office document decrypted with a password found in the message text")
-		case SourceThread:
-			f.addFinding(reason.PasswordFoundThread, "Office document decrypted with a password from the conversation")
-		}
 		if p.Value == officePassword {
 			f.Features.EncryptedDoc += " (Excel's default password)"
 		}

@@ -130,13 +130,7 @@ func (w *walker) pdf(f *File) error {
 		case info.Method == "raw-scan":
 			f.addFinding(reason.EncryptedUnscannable, "encrypted PDF that could not be opened")
 		case pw != nil:
-			f.Decrypted, f.PasswordSource = true, pw.Source
-			switch pw.Source {
-			case SourceBody:
-				f.addFinding(reason.PasswordFoundBody, "PDF opened with a password found in the message text")
-			case SourceThread:
-				f.addFinding(reason.PasswordFoundThread, "PDF opened with a password from the conversation")
-			}
+			f.openedWith(pw.Source, "PDF")
 		default:
 			f.Decrypted = true // empty user password: pdfcpu read the objects
 		}

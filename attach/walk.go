@@ -147,6 +147,19 @@ func (f *File) addFinding(tag reason.Tag, detail string) {
 	f.add(reason.Finding{Tag: tag, Detail: detail, Path: f.Path})
 }
 
+// openedWith marks a document (not an archive: see archiveFindings)
+// decrypted with a password from src, and says where the password came
+// from when that was the message or the conversation.
+func (f *File) openedWith(src PasswordSource, what string) {
+	f.Decrypted, f.PasswordSource = true, src
+	switch src {
+	case SourceBody:
+		f.addFinding(reason.PasswordFoundBody, what+" decrypted with a password found in the message text")
+	case SourceThread:
+		f.addFinding(reason.PasswordFoundThread, what+" decrypted with a password from the conversation")
+	}
+}
+
 // addDefect adds a malformed_mime finding; minor: see problem.
 func (f *File) addDefect(detail string, minor bool) {
 	f.add(reason.Finding{Tag: reason.MalformedMIME, Detail: detail, Path: f.Path, Minor: minor})
