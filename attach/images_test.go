@@ -101,3 +101,34 @@ func TestRealDiskImages(t *testing.T) {
 		})
 	}
 }
+
+// TestLZHAndARJ: LZH, still met in Japanese mail, and ARJ, both made with
+// their own tools, open through 7z down to the program inside.
+func TestLZHAndARJ(t *testing.T) {
+	need(t, "7z", "jlha", "arj")
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "invoice.exe"), minimalPE(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		args []string
+	}{
+		{"a.lzh", []string{"jlha", "a", "a.lzh", "invoice.exe"}},
+		{"b.arj", []string{"arj", "a", "b.arj", "invoice.exe"}},
+	} {
+		cmd := exec.Command(c.args[0], c.args[1:]...)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v\n%s", c.args, err, out)
+		}
+		b, err := os.ReadFile(filepath.Join(dir, c.name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res := walk(t, mkMessage("x", attachment(c.name, "application/octet-stream", b)), Options{})
+		f := file(t, res, c.name+"/invoice.exe")
+		wantTag(t, f.Findings, reason.ExecAttachment)
+		wantTag(t, f.Findings, reason.LNKInContainer)
+	}
+}

@@ -3,7 +3,7 @@
 #   build: gcc, pkg-config, libyara-dev (YARA is always compiled in), Go ≥ 1.26
 #   tests: postfix (smtp-sink, smtp-source, a private downstream MTA), swaks,
 #          zip/7z/cabextract, yara, clamav-testfiles, genisoimage, dosfstools,
-#          mtools, qemu-utils (disk images), postgresql (the server
+#          mtools, qemu-utils (disk images), jlha-utils, arj, postgresql (the server
 #          binaries: scripts/test.sh runs a private cluster for store/postgres)
 # Usage: scripts/deps.sh [build|test]   (default: build). Needs root for apt.
 set -euo pipefail
@@ -13,7 +13,7 @@ GO_VERSION=${GO_VERSION:-1.26.8}
 pkgs=(gcc pkg-config libyara-dev ca-certificates curl)
 if [ "$what" = test ]; then
   pkgs+=(postfix swaks zip unzip p7zip-full cabextract yara clamav-testfiles xorriso postgresql
-         genisoimage dosfstools mtools qemu-utils)
+         genisoimage dosfstools mtools qemu-utils jlha-utils arj)
 fi
 
 missing=()
