@@ -338,13 +338,13 @@ type Features struct {
 
 // Locked reports a file that stayed encrypted but that a password could
 // still open: an archive or disk image, or a password-protected OOXML
-// document, or a PDF with a document open password (not the RC4
-// .doc/.xls/.ppt nothing here decrypts). The
+// document, an RC4-encrypted Excel 97-2003 workbook, or a PDF with a
+// document open password (not the .doc/.ppt nothing here decrypts). The
 // conversation stage waits for such a file's password mail.
 func (f *File) Locked() bool {
 	return f.Encrypted && !f.Decrypted &&
 		(f.Features.Container != "" || strings.HasPrefix(f.Features.EncryptedDoc, "ooxml-encrypted-package") ||
-			f.Features.EncryptedDoc == pdfUserPassword)
+			strings.HasPrefix(f.Features.EncryptedDoc, "xls-filepass") || f.Features.EncryptedDoc == pdfUserPassword)
 }
 
 func (f *Features) empty() bool {

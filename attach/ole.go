@@ -91,7 +91,8 @@ func (w *walker) ole(f *File) error {
 		}
 		return w.archiveAs(f, "msi")
 	}
-	if err := w.oleEncryption(f, d); err != nil {
+	workbook, err := w.oleEncryption(f, d)
+	if err != nil {
 		return err
 	}
 	for _, e := range d.entries {
@@ -103,7 +104,7 @@ func (w *walker) ole(f *File) error {
 	if err := w.vbaProjects(f, d, ""); err != nil {
 		return err
 	}
-	w.xlm(f, d)
+	w.xlm(f, d, workbook)
 	if d.stream("__properties_version1.0") != nil || f.Type == typeMSG {
 		f.Type = typeMSG
 		return w.msg(f, d)
@@ -117,7 +118,10 @@ func (w *walker) ole(f *File) error {
 // oleEncryption recognises encrypted Office documents: OOXML in an OLE
 // wrapper (EncryptionInfo + EncryptedPackage), Word's FIB fEncrypted bit,
 // Excel's FILEPASS record and PowerPoint's encrypted summary.
-func (w *walker) oleEncryption(f *File, d *oleDoc) error {
+//
+// An encrypted workbook that a candidate password opens is returned in
+// clear text, for the macro-sheet check.
+func (w *walker) oleEncryption(f *File, d *oleDoc) ([]byte, error) {
 	kind := ""
 	switch {
 	case d.stream("EncryptionInfo") != nil && d.stream("EncryptedPackage") != nil:
@@ -132,23 +136,31 @@ func (w *walker) oleEncryption(f *File, d *oleDoc) error {
 			}
 		}
 	}
+	var wbStream string
 	if kind == "" {
 		for _, name := range []string{"Workbook", "Book"} {
 			if wb := d.stream(name); wb != nil && biffHas(readStream(wb, 1<<20), 0x002F) {
-				kind = "xls-filepass"
+				kind, wbStream = "xls-filepass", name
 			}
 		}
 	}
 	if kind == "" {
-		return nil
+		return nil, nil
 	}
 	f.Encrypted = true
 	f.Features.EncryptedDoc = kind
 	why := "content not inspected"
+	if kind == "xls-filepass" {
+		clear, note := w.decryptXLS(f, readStream(d.stream(wbStream), maxStream))
+		if clear != nil {
+			return clear, nil
+		}
+		why = note
+	}
 	if kind == "ooxml-encrypted-package" {
 		opened, err := w.decryptOffice(f, d)
 		if opened || err != nil {
-			return err
+			return nil, err
 		}
 		why = "no candidate password opened it"
 		if c, perr := parseOfficeCrypt(readStream(d.stream("EncryptionInfo"), 1<<20)); perr != nil {
@@ -158,7 +170,47 @@ func (w *walker) oleEncryption(f *File, d *oleDoc) error {
 		}
 	}
 	f.addFinding(reason.EncryptedUnscannable, "encrypted Office document ("+f.Features.EncryptedDoc+"); "+why)
-	return nil
+	return nil, nil
+}
+
+// decryptXLS tries the candidate passwords and Excel's own on an RC4
+// encrypted Workbook stream. It returns the stream in clear text, or nil
+// and why not.
+func (w *walker) decryptXLS(f *File, stream []byte) ([]byte, string) {
+	var fp []byte
+	biffEach(stream, func(typ uint16, rec []byte) bool {
+		if typ == 0x002F {
+			fp = rec
+			return false
+		}
+		return true
+	})
+	c, err := parseFilePass(fp)
+	if err != nil {
+		if len(fp) >= 2 && fp[0] == 0 && fp[1] == 0 {
+			f.Features.EncryptedDoc = "xls-xor-obfuscation"
+		}
+		return nil, clip(err.Error(), 200)
+	}
+	cands := w.passwords()
+	at := min(1, len(cands))
+	cands = append(cands[:at], append([]Password{{Value: officePassword, Source: SourcePolicy}}, cands[at:]...)...)
+	for _, p := range cands {
+		base, ok := c.Key(p.Value)
+		if !ok {
+			continue
+		}
+		f.openedWith(p.Source, "workbook")
+		if p.Value == officePassword {
+			f.Features.EncryptedDoc += " (Excel's default password)"
+		}
+		return c.Decrypt(base, stream), ""
+	}
+	scheme := "RC4"
+	if c.cryptoAPI {
+		scheme = "RC4 CryptoAPI"
+	}
+	return nil, "no candidate password opened it (" + scheme + " encryption)"
 }
 
 // decryptOffice tries the candidate passwords, then Excel's built-in
@@ -300,13 +352,19 @@ func (f *File) macroInfo() *MacroInfo {
 
 // xlm detects Excel 4.0 macro sheets: a BIFF BOUNDSHEET record (0x0085)
 // with sheet type 1.
-func (w *walker) xlm(f *File, d *oleDoc) {
+func (w *walker) xlm(f *File, d *oleDoc, decrypted []byte) {
 	for _, name := range []string{"Workbook", "Book"} {
 		wb := d.stream(name)
 		if wb == nil {
 			continue
 		}
-		data := readStream(wb, maxStream)
+		data := decrypted
+		if data == nil {
+			if f.Encrypted {
+				return // an encrypted sheet list says nothing
+			}
+			data = readStream(wb, maxStream)
+		}
 		sheets, hidden := 0, 0
 		biffEach(data, func(typ uint16, rec []byte) bool {
 			if typ == 0x0085 && len(rec) >= 6 && rec[5] == 1 {
