@@ -73,6 +73,9 @@ func FuzzWalkFile(f *testing.F) {
 	f.Add([]byte(`{\rtf1{\object{\*\objdata 0105000002000000080000005061636b61676500}}}`))
 	f.Add([]byte("(This file must be converted with BinHex 4.0)\n:#'0XB@dZCAKP!%9B43\"$E'&Y!!!!!!)J!!!!!EY969T3!!)!!!!%!!m!rrm!!,J:\n"))
 	f.Add(encryptAgile(f, mkDocm(f), officePassword, 3))
+	if b, err := os.ReadFile("testdata/office/lo-velvet.xls"); err == nil {
+		f.Add(b)
+	}
 	f.Add([]byte(`{\rtf1{\object{\*\objclass Equation.3}{\*\objdata 01050000020000000b0000004571756174696f6e2e3300}}}`))
 	f.Add(docxWithRels(f, `<Relationship Id="r" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/attachedTemplate" Target="http://x/t.dotm" TargetMode="External"/>`))
 	lim := Limits{MaxDepth: 4, MaxFiles: 64, MaxTotalBytes: 1 << 20, MaxDuration: 5 * time.Second}
