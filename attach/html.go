@@ -384,6 +384,37 @@ func decodeB64Prefix(s []byte, n int) []byte {
 	return out
 }
 
+var (
+	rePasswordInput = regexp.MustCompile(`(?i)<input\b[^>]*\btype\s*=\s*["']?password\b`)
+	reFormAction    = regexp.MustCompile(`(?i)<form\b[^>]*\baction\s*=\s*["']?\s*(https?:|//)([^"'\s>]*)`)
+	reScriptSend    = regexp.MustCompile(`(?i)\bfetch\s*\(|xmlhttprequest|\$\.(?:ajax|post)\s*\(|navigator\.sendbeacon|\.submit\s*\(\s*\)|api\.telegram\.org`)
+)
+
+// credentialForm reports an HTML document that asks for a password and
+// sends it away: a password field with a form posting to a web address,
+// or with script that sends data (fetch, XMLHttpRequest, jQuery, a
+// Telegram bot). Password fields in escaped script count once decoded.
+func credentialForm(doc []byte) string {
+	if !containsFold(doc, "password") {
+		budget := 4 << 20
+		if dec := unescapeLayer(doc, &budget); len(dec) > 0 && containsFold(dec, "password") {
+			doc = append(append(append([]byte(nil), doc...), '\n'), dec...)
+		} else {
+			return ""
+		}
+	}
+	if !rePasswordInput.Match(doc) {
+		return ""
+	}
+	if m := reFormAction.FindSubmatch(doc); m != nil {
+		return "password field in a form posting to " + clip(sanitizeText(string(m[1])+string(m[2])), 120)
+	}
+	if m := reScriptSend.Find(doc); m != nil {
+		return "password field with script that sends it (" + clip(sanitizeText(string(m)), 40) + ")"
+	}
+	return ""
+}
+
 // htmlFile checks an HTML attachment for smuggling and extracts embedded
 // payloads (data: URIs, long base64 literals that decode to executables or
 // containers) as derived children, so that YARA and the sandbox see them.
@@ -395,6 +426,9 @@ func (w *walker) htmlFile(f *File) {
 	if ind := smugglingIndicators(doc); len(ind) > 0 {
 		f.Features.HTML = ind
 		f.addFinding(reason.HTMLSmuggling, strings.Join(ind, ", "))
+	}
+	if d := credentialForm(doc); d != "" {
+		f.addFinding(reason.CredentialForm, d)
 	}
 	if f.Depth+1 > w.lim.MaxDepth {
 		return

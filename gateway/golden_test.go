@@ -91,6 +91,7 @@ var goldenCases = []struct {
 	{"35-malformed-minor", reason.MalformedMIME, policy.Deliver},
 	{"36-remote-template", reason.RemoteTemplate, policy.Quarantine},
 	{"37-exploit-object", reason.ExploitObject, policy.Quarantine},
+	{"38-credential-form", reason.CredentialForm, policy.Quarantine},
 	// 40–49 are kept for the conversation tags (thread_hijack,
 	// first_contact_attachment, lookalike_domain,
 	// display_name_impersonation, password_found_thread), whose stage is

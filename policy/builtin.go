@@ -61,6 +61,12 @@ rule "builtin-exploit-object" {
   action = "quarantine"
 }
 
+# A mailed HTML page that asks for a password and sends it elsewhere.
+rule "builtin-credential-form" {
+  when   = has("credential_form")
+  action = "quarantine"
+}
+
 rule "builtin-archive-bomb" {
   when   = has("archive_bomb", "archive_depth")
   action = "quarantine"

@@ -103,4 +103,5 @@ var DefaultWeights = map[reason.Tag]float64{
 	reason.MalformedMIME:            2,
 	reason.RemoteTemplate:           6,
 	reason.ExploitObject:            8,
+	reason.CredentialForm:           6,
 }

@@ -64,6 +64,11 @@ const (
 	// CVE-2018-0802), removed from Office in 2018 and still in RTF and
 	// .doc attacks on Japanese organisations.
 	ExploitObject Tag = "exploit_object"
+	// CredentialForm: an HTML attachment asks for a password and sends
+	// it elsewhere (a form posting to a web address, or script that does):
+	// the credential-phishing page mailed as a file, which opens from
+	// the local disk where no browser warning about the site applies.
+	CredentialForm Tag = "credential_form"
 )
 
 // Contract lists the DESIGN.md tags in the order the document gives them.
@@ -81,7 +86,7 @@ var Contract = []Tag{
 }
 
 // Extra lists tags mailguard added after the DESIGN.md list. Append only.
-var Extra = []Tag{BlockedFile, RemoteTemplate, ExploitObject}
+var Extra = []Tag{BlockedFile, RemoteTemplate, ExploitObject, CredentialForm}
 
 // Known reports whether t is a tag of the vocabulary.
 func Known(t Tag) bool {
