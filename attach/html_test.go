@@ -52,6 +52,7 @@ func FuzzSmugglingIndicators(f *testing.F) {
 	f.Add([]byte(`atob("` + strings.Repeat("QUFB", 2000) + `"); document.location = x`))
 	f.Fuzz(func(t *testing.T, doc []byte) {
 		smugglingIndicators(doc)
+		credentialForm(doc)
 		if len(doc) > 512 {
 			return
 		}
